@@ -1,0 +1,133 @@
+"""Errors raised by the responder.
+
+The tree is split by who must act::
+
+    ResponderError
+    ├── ConfigError                 the operator: fix the settings, then restart
+    ├── PlaybookValidationError     the operator: fix a playbook file, then restart
+    ├── SignalRejected              the sender: the request is refused (4xx)
+    │   ├── WebhookSignatureInvalid
+    │   └── SignalMalformed
+    ├── ExternalServiceError        AWS or an HTTP peer failed
+    │   ├── AwsCallFailed
+    │   │   ├── AccessDenied
+    │   │   ├── ResourceNotFound
+    │   │   ├── LimitExceeded
+    │   │   ├── SecretScheduledForDeletion
+    │   │   └── Throttled
+    │   └── GitHubLookupFailed
+    └── ExecutionError              a playbook step cannot go on
+        └── ReplacementSecretLost
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "AwsCallFailed",
+    "ConfigError",
+    "ExecutionError",
+    "ExternalServiceError",
+    "GitHubLookupFailed",
+    "LimitExceeded",
+    "PlaybookValidationError",
+    "ReplacementSecretLost",
+    "ResourceNotFound",
+    "ResponderError",
+    "SecretScheduledForDeletion",
+    "SignalMalformed",
+    "SignalRejected",
+    "Throttled",
+    "WebhookSignatureInvalid",
+]
+
+
+class ResponderError(Exception):
+    """Root of every error the responder raises on purpose."""
+
+
+class ConfigError(ResponderError):
+    """Raised at startup when settings are missing or contradict each other."""
+
+
+class PlaybookValidationError(ResponderError):
+    """Raised at load time when a playbook names an unknown action or bad options."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class SignalRejected(ResponderError):
+    """Raised when an incoming signal is refused; `status_code` is the HTTP answer."""
+
+    status_code = 400
+
+
+class WebhookSignatureInvalid(SignalRejected):
+    """Raised when a webhook signature is missing, malformed or does not match."""
+
+    status_code = 401
+
+
+class SignalMalformed(SignalRejected):
+    """Raised when a signed body cannot be understood (not JSON, wrong shape)."""
+
+    status_code = 400
+
+
+class ExternalServiceError(ResponderError):
+    """Raised when AWS or an HTTP peer fails after the retries we allow."""
+
+
+class AwsCallFailed(ExternalServiceError):
+    """Raised when an AWS call fails; carries `operation`, `error_code`, `request_id`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        error_code: str,
+        request_id: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.error_code = error_code
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class AccessDenied(AwsCallFailed):
+    """Raised when AWS refuses the responder's own credentials for a call."""
+
+
+class ResourceNotFound(AwsCallFailed):
+    """Raised when AWS does not know the named entity (`NoSuchEntity`, ...)."""
+
+
+class LimitExceeded(AwsCallFailed):
+    """Raised when IAM refuses a third access key for a user."""
+
+
+class SecretScheduledForDeletion(AwsCallFailed):
+    """Raised when Secrets Manager refuses a write to a secret pending deletion."""
+
+
+class Throttled(AwsCallFailed):
+    """Raised when AWS keeps throttling after every retry we allow."""
+
+
+class GitHubLookupFailed(ExternalServiceError):
+    """Raised when the GitHub alert lookup fails; the signal is kept and retried."""
+
+
+class ExecutionError(ResponderError):
+    """Raised when a playbook step cannot go on for a reason of its own."""
+
+
+class ReplacementSecretLost(ExecutionError):
+    """Raised when the secret of a minted key is no longer held in memory."""
+
+    def __init__(self, access_key_id: str) -> None:
+        self.access_key_id = access_key_id
+        super().__init__(f"secret of minted key {access_key_id} is not held in memory")
