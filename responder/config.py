@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,12 @@ class Settings(BaseModel):
     trail_bucket: str | None = Field(
         None, description="S3 bucket of the trail; found from DescribeTrails if unset."
     )
+    lookup_events: bool = Field(
+        True, description="Read CloudTrail LookupEvents (off where it is not modelled)."
+    )
+    report_start: datetime | None = Field(
+        None, description="Report window start (ISO 8601); default now minus the days."
+    )
     lookup_events_interval: float = Field(
         0.55, ge=0, description="Seconds between LookupEvents calls in one region."
     )
@@ -135,7 +142,11 @@ class Settings(BaseModel):
         for name in ("github_webhook_secret", "api_token"):
             value = getattr(self, name)
             if value is not None and len(value.get_secret_value()) < 16:
-                problems.append(f"{PREFIX}{name.upper()} must be at least 16 characters")
+                problems.append(
+                    f"{PREFIX}{name.upper()} must be at least 16 characters"
+                )
+        if self.report_start is not None and self.report_start.tzinfo is None:
+            problems.append(f"{PREFIX}REPORT_START needs a timezone (end it with Z)")
         if problems:
             raise ConfigError("; ".join(problems))
 

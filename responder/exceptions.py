@@ -81,7 +81,7 @@ class ExternalServiceError(ResponderError):
 
 
 class AwsCallFailed(ExternalServiceError):
-    """Raised when an AWS call fails; carries `operation`, `error_code`, `request_id`."""
+    """Raised when an AWS call fails; carries operation, error code, request ID."""
 
     def __init__(
         self,

@@ -38,7 +38,7 @@ def redact_secrets(
 
 
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog once for the process; tests call `structlog.reset_defaults`."""
+    """Configure structlog once per process; tests use `structlog.reset_defaults`."""
     renderer: Any
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     if use_console:

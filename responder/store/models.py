@@ -26,6 +26,7 @@ class SignalStatus(StrEnum):
     ACCEPTED = "accepted"  # names a key; attached to an incident
     IGNORED = "ignored"  # recorded, not acted on (the reason says why)
     NEEDS_KEY_ID = "needs_key_id"  # the key ID is still being looked up
+    NEEDS_PERSON = "needs_person"  # the alert names no key ID: a person must find it
 
 
 class IncidentStatus(StrEnum):

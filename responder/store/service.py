@@ -250,7 +250,9 @@ class Store:
 
         return [_signal(row) for row in rows]
 
-    def list_signals_needing_key(self, *, due_before: datetime | None = None) -> list[Signal]:
+    def list_signals_needing_key(
+        self, *, due_before: datetime | None = None
+    ) -> list[Signal]:
         """Return signals whose key ID is still unknown, due for a lookup."""
         sql = "SELECT * FROM signals WHERE status = ?"
         params: tuple[Any, ...] = (SignalStatus.NEEDS_KEY_ID.value,)
@@ -258,7 +260,9 @@ class Store:
             sql += " AND (next_lookup_at IS NULL OR next_lookup_at <= ?)"
             params += (_ts(due_before),)
 
-        return [_signal(row) for row in self._all(sql + " ORDER BY received_at", params)]
+        return [
+            _signal(row) for row in self._all(sql + " ORDER BY received_at", params)
+        ]
 
     def update_signal(
         self,
@@ -286,7 +290,9 @@ class Store:
                     f"UPDATE signals SET {assignments} WHERE id = ?",  # noqa: S608
                     (*changes.values(), signal_id),
                 )
-            row = db.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
+            row = db.execute(
+                "SELECT * FROM signals WHERE id = ?", (signal_id,)
+            ).fetchone()
 
         return _signal(row)
 
@@ -548,7 +554,9 @@ class Store:
 
     def get_report(self, *, incident_id: str) -> dict[str, Any] | None:
         """Return the incident's report, or `None` if none was built yet."""
-        row = self._one("SELECT body FROM reports WHERE incident_id = ?", (incident_id,))
+        row = self._one(
+            "SELECT body FROM reports WHERE incident_id = ?", (incident_id,)
+        )
         if row is None:
             return None
         report: dict[str, Any] = json.loads(row["body"])

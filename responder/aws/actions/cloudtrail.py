@@ -1,0 +1,149 @@
+"""The blast-radius report step: what the key did, from CloudTrail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from responder.aws.actions.base import Action, ActionContext, StepResult
+from responder.exceptions import AwsCallFailed
+from responder.reports import build_report, collect_events
+from responder.reports.sources import Window
+from responder.store.models import StepStatus
+
+__all__ = ["BlastRadiusReport", "trail_source"]
+
+log = structlog.get_logger(__name__)
+
+
+class ReportOptions(BaseModel):
+    """Options of `blast-radius-report`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_days: int | None = Field(
+        None, ge=1, le=3650, description="Days back; the setting's value if unset."
+    )
+
+
+def trail_source(ctx: ActionContext, account_id: str) -> str | None:
+    """Return `s3://bucket/prefix` of the account's trail files, or `None`."""
+    bucket, prefix = ctx.settings.trail_bucket, ""
+    if bucket is None:
+        trails = ctx.aws("cloudtrail", "DescribeTrails").get("trailList", [])
+        with_bucket = [trail for trail in trails if trail.get("S3BucketName")]
+        if not with_bucket:
+            return None
+        bucket = str(with_bucket[0]["S3BucketName"])
+        prefix = str(with_bucket[0].get("S3KeyPrefix") or "")
+    prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    return f"s3://{bucket}/{prefix}AWSLogs/{account_id}/CloudTrail/"
+
+
+class BlastRadiusReport(Action):
+    """Build and store the CloudTrail blast-radius report of the exposed key.
+
+    Reads LookupEvents in every enabled region (management events) and the trail's
+    files in S3 (data events too), over a fixed window ending now. Regions or
+    files that could not be read are listed in the report's coverage, never left
+    silently empty. Runs in dry runs too: it only reads::
+
+        - name: report
+          action: blast-radius-report
+          always: true
+    """
+
+    name = "blast-radius-report"
+    Options = ReportOptions
+    permissions = (
+        "cloudtrail:LookupEvents",
+        "cloudtrail:DescribeTrails",
+        "ec2:DescribeRegions",
+        "s3:ListBucket",
+        "s3:GetObject",
+    )
+
+    def run(self, ctx: ActionContext) -> StepResult:
+        """Return succeeded once the report is stored; it says what it could not read."""
+        options: ReportOptions = self.options  # type: ignore[assignment]
+        settings = ctx.settings
+        resolved = ctx.outputs.get("resolve", {})
+        account_id = resolved.get("account_id") or ctx.incident.account_id
+        if resolved.get("not_actionable") == "foreign_account":
+            return StepResult(
+                StepStatus.SKIPPED,
+                f"account {account_id} is not managed: its CloudTrail is not ours to read",
+            )
+
+        end = ctx.now()
+        days = options.window_days or settings.report_window_days
+        start = settings.report_start or end - timedelta(days=days)
+        source = None
+        if account_id:
+            try:
+                source = trail_source(ctx, account_id)
+            except AwsCallFailed as exc:
+                log.warning("trail_lookup_failed", error_code=exc.error_code)
+        regions: list[str] | None = list(settings.regions) or None
+        if not settings.lookup_events:
+            regions = []
+
+        events, coverage = collect_events(
+            ctx.gateway,
+            access_key_ids=[ctx.incident.access_key_id],
+            start=start,
+            end=end,
+            regions=regions,
+            trail_source=source,
+            interval=settings.lookup_events_interval,
+            sleep=ctx.sleep,
+        )
+        if not settings.lookup_events:
+            coverage.add_note("LookupEvents was not read (turned off in settings).")
+        if source is None:
+            coverage.add_note("No trail bucket found: data events were not read.")
+        report = build_report(
+            access_key_id=ctx.incident.access_key_id,
+            owner=resolved.get("user_name"),
+            account_id=account_id,
+            key_type=resolved.get("key_type"),
+            window=Window(start, end),
+            events=events,
+            coverage=coverage,
+            responder_actions=_responder_actions(ctx),
+            generated_at=ctx.now(),
+            incident_id=ctx.incident.id,
+        )
+        ctx.store.save_report(incident_id=ctx.incident.id, report=report)
+
+        summary: dict[str, Any] = report.get("summary", {})
+        incomplete = sorted(coverage.regions_incomplete)
+        message = (
+            f"report built from {len(events)} events"
+            f" ({summary.get('failed_events', 0)} failed calls)"
+        )
+        if incomplete:
+            message += f"; INCOMPLETE for {', '.join(incomplete)}"
+
+        return StepResult(
+            StepStatus.SUCCEEDED,
+            message,
+            outputs={"events": len(events), "regions_incomplete": incomplete},
+        )
+
+
+def _responder_actions(ctx: ActionContext) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": entry.to_dict()["at"],
+            "operation": f"{entry.service}:{entry.operation}",
+            "target": entry.target,
+            "request_id": entry.request_id,
+            "outcome": entry.outcome,
+        }
+        for entry in ctx.store.list_audit(incident_id=ctx.incident.id)
+    ]

@@ -1,0 +1,214 @@
+"""Report services: gather a key's events from every source, or build one offline."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import structlog
+
+from responder._time import Clock, utcnow
+from responder.aws.session import AwsGateway
+from responder.exceptions import AwsCallFailed
+from responder.reports.build import build_report, key_type_of
+from responder.reports.sources import (
+    LOOKUP_EVENTS_INTERVAL,
+    Coverage,
+    RegionPacer,
+    Window,
+    enabled_regions,
+    read_lookup_events,
+    read_trail_files,
+    s3_caller,
+)
+
+__all__ = ["collect_events", "merge_records", "offline_report"]
+
+log = structlog.get_logger(__name__)
+
+# LookupEvents keeps 90 days of events; older parts of a window are only in trails.
+_LOOKUP_RETENTION = timedelta(days=90)
+
+
+def collect_events(
+    gateway: AwsGateway,
+    *,
+    access_key_ids: Collection[str],
+    start: datetime,
+    end: datetime,
+    regions: Collection[str] | None = None,
+    trail_source: str | None = None,
+    s3_client: Any = None,
+    interval: float = LOOKUP_EVENTS_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[dict[str, Any]], Coverage]:
+    """Return the keys' records from LookupEvents and trail files, deduplicated.
+
+    `regions=None` reads every enabled region. `trail_source` (a local path or
+    `s3://bucket/prefix`) adds data events; its S3 calls go through `s3_client`
+    when given, else through the gateway. An event both sources return is kept
+    once. What could not be read is in the returned `Coverage`; this function
+    does not raise for AWS failures.
+    """
+    window = Window(start, end)
+    coverage = Coverage(window=window)
+    pacer = RegionPacer(interval=interval, clock=clock, sleep=sleep)
+
+    if regions is None:
+        try:
+            regions = enabled_regions(gateway)
+        except AwsCallFailed as exc:
+            # Without the region list, read the home region and say so.
+            coverage.regions_incomplete["(enabled regions)"] = str(exc)
+            regions = [gateway.region]
+    if end - start > _LOOKUP_RETENTION:
+        coverage.add_note(
+            "LookupEvents keeps 90 days: older events are only in trail files."
+        )
+
+    records = read_lookup_events(
+        gateway,
+        access_key_ids=access_key_ids,
+        regions=regions,
+        window=window,
+        coverage=coverage,
+        pacer=pacer,
+    )
+    if trail_source is not None:
+        s3_call = (
+            s3_caller(client=s3_client)
+            if s3_client is not None
+            else s3_caller(gateway=gateway)
+        )
+        records += read_trail_files(
+            trail_source,
+            access_key_ids=access_key_ids,
+            coverage=coverage,
+            window=window,
+            s3_call=s3_call,
+        )
+
+    merged = merge_records(records)
+    log.info(
+        "report_events_collected",
+        access_key_ids=sorted(access_key_ids),
+        records=len(merged),
+        duplicates=len(records) - len(merged),
+        regions_incomplete=sorted(coverage.regions_incomplete),
+    )
+
+    return merged, coverage
+
+
+def merge_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return `records` with duplicates of one event kept once, in first-seen order.
+
+    Two records are the same event when `eventID`, `eventTime` and `eventName`
+    agree (CloudTrail may deliver an event twice, and LookupEvents and trail
+    files overlap). The kept record lists every origin in `responder:origins`
+    and is the fully parsed one where the other was rebuilt from a lookup item.
+    """
+    kept: dict[tuple[str, str, str], dict[str, Any]] = {}
+    merged: list[dict[str, Any]] = []
+
+    for record in records:
+        key = _identity(record)
+        if key is None:
+            merged.append(record)
+            continue
+        first = kept.get(key)
+        if first is None:
+            kept[key] = record
+            merged.append(record)
+            continue
+        origins = _origins(first) + [
+            origin for origin in _origins(record) if origin not in _origins(first)
+        ]
+        if first.get("responder:partial") and not record.get("responder:partial"):
+            # Keep the full record, in the first one's place.
+            for name in ("responder:lookup_resources", "responder:access_key_id"):
+                if name in first:
+                    record.setdefault(name, first[name])
+            first.clear()
+            first.update(record)
+        first["responder:origins"] = origins
+
+    return merged
+
+
+def offline_report(
+    *,
+    access_key_id: str,
+    path: str,
+    s3_client: Any = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    clock: Clock = utcnow,
+) -> dict[str, Any]:
+    """Return the report of one key read from trail files alone (no LookupEvents).
+
+    `path` is a local file or folder, or `s3://bucket/prefix` read with
+    `s3_client` (a default boto3 S3 client when `None`). Owner and account are
+    the ones most records of the key name. The responder took no action, so
+    `responder_actions` is empty.
+    """
+    window = Window(start, end)
+    coverage = Coverage(window=window)
+    s3_call = None
+    if path.startswith("s3://"):
+        s3_call = s3_caller(client=s3_client or boto3.client("s3"))
+
+    records = merge_records(
+        read_trail_files(
+            path,
+            access_key_ids=[access_key_id],
+            coverage=coverage,
+            window=window,
+            s3_call=s3_call,
+        )
+    )
+
+    return build_report(
+        access_key_id=access_key_id,
+        owner=_most_common(records, "userName"),
+        account_id=_most_common(records, "accountId"),
+        key_type=key_type_of(access_key_id),
+        window=window,
+        events=records,
+        coverage=coverage,
+        responder_actions=[],
+        generated_at=clock(),
+    )
+
+
+def _identity(record: dict[str, Any]) -> tuple[str, str, str] | None:
+    parts = (record.get("eventID"), record.get("eventTime"), record.get("eventName"))
+    if not all(isinstance(part, str) and part for part in parts):
+        return None
+
+    return (str(parts[0]), str(parts[1]), str(parts[2]))
+
+
+def _origins(record: dict[str, Any]) -> list[str]:
+    origins = record.get("responder:origins")
+    if isinstance(origins, list):
+        return [str(origin) for origin in origins]
+    origin = record.get("responder:origin")
+
+    return [origin] if isinstance(origin, str) else []
+
+
+def _most_common(records: list[dict[str, Any]], field: str) -> str | None:
+    tally: Counter[str] = Counter()
+    for record in records:
+        identity = record.get("userIdentity")
+        value = identity.get(field) if isinstance(identity, dict) else None
+        if isinstance(value, str) and value:
+            tally[value] += 1
+
+    return tally.most_common(1)[0][0] if tally else None

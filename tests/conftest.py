@@ -1,0 +1,141 @@
+"""Shared fixtures: no test can reach a real account, the network, or local time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import structlog
+from moto import mock_aws
+
+from responder.app import Services, build_services
+from responder.aws.session import AwsGateway
+from responder.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+ACCOUNT = "123456789012"  # moto's account
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+API_TOKEN = "test-api-token-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scrub AWS, proxy and responder variables; set fake credentials."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "RESPONDER_")) or name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture(autouse=True)
+def reset_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """Run the test against moto's simulated AWS."""
+    with mock_aws():
+        yield
+
+
+class World:
+    """An IAM user `alice` holding the exposed key; helpers to read AWS back."""
+
+    def __init__(self) -> None:
+        self.iam = boto3.client("iam", region_name="us-east-1")
+        self.secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        self.iam.create_user(UserName="alice")
+        self.exposed = self.new_key("alice")
+
+    def new_key(self, user: str) -> str:
+        """Create a key for `user` and return its ID."""
+        created = self.iam.create_access_key(UserName=user)["AccessKey"]
+        return str(created["AccessKeyId"])
+
+    def keys(self, user: str = "alice") -> dict[str, str]:
+        """Return `{key ID: status}` of the user's keys, read from IAM."""
+        listed = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        return {item["AccessKeyId"]: item["Status"] for item in listed}
+
+    def secret_versions(self, name: str) -> list[dict[str, Any]]:
+        """Return the versions of a secret."""
+        return list(self.secrets.list_secret_version_ids(SecretId=name)["Versions"])
+
+
+@pytest.fixture
+def world(aws: None) -> World:
+    """A user with one exposed key, in moto."""
+    return World()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: its own database, moto's account, no LookupEvents."""
+    return Settings(
+        database=tmp_path / "responder.db",
+        github_webhook_secret=WEBHOOK_SECRET,
+        api_token=API_TOKEN,
+        github_token="test-github-token",
+        github_api_url="https://api.github.example",
+        managed_accounts=(ACCOUNT,),
+        regions=("us-east-1",),
+        lookup_events=False,
+        lookup_events_interval=0,
+        workers=2,
+    )
+
+
+@pytest.fixture
+def gateway() -> AwsGateway:
+    """A gateway that never really sleeps between retries."""
+    return AwsGateway(region="us-east-1", max_attempts=3, sleep=lambda _s: None)
+
+
+class FakeAlertLookup:
+    """GitHub alert lookups answered from a dict; strict about what it is asked."""
+
+    def __init__(self, answers: dict[int, list[str] | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[int] = []
+
+    def key_ids(self, details: dict[str, Any]) -> list[str]:
+        """Return the key IDs recorded for the alert number, or raise its error."""
+        number = details["alert_number"]
+        self.calls.append(number)
+        answer = self.answers[number]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def make_services(settings: Settings, gateway: AwsGateway) -> Any:
+    """Build the service's parts with a fake GitHub lookup; stopped at teardown."""
+    built: list[Services] = []
+
+    def make(lookup: Any = None, **overrides: Any) -> Services:
+        chosen = settings.model_copy(update=overrides) if overrides else settings
+        services = build_services(chosen, gateway=gateway, alert_lookup=lookup)
+        services.runner._sleep = lambda _s: None
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.engine.stop(wait=True)
+        services.store.close()
