@@ -67,7 +67,9 @@ def request_id_of(payload: dict[str, Any]) -> str | None:
 def map_client_error(exc: ClientError | BotoCoreError, operation: str) -> AwsCallFailed:
     """Translate a botocore error into the responder's class for its code."""
     code = error_code_of(exc)
-    request_id = request_id_of(exc.response) if isinstance(exc, ClientError) else None
+    request_id = None
+    if isinstance(exc, ClientError):
+        request_id = request_id_of(dict(exc.response))
     message = str(exc)
     if isinstance(exc, ClientError):
         message = str(exc.response.get("Error", {}).get("Message") or code)

@@ -213,10 +213,14 @@ def read_lookup_events(
     stay consistent while new events arrive. A region that cannot be read to
     the end is recorded in `coverage.regions_incomplete`; the events it gave
     before failing are kept, and other regions are still read.
+
+    Raises:
+        ValueError: the window lacks a start or an end.
     """
     if window.start is None or window.end is None:
         msg = "LookupEvents needs a window with both start and end"
         raise ValueError(msg)
+
     pacer = pacer or RegionPacer()
     coverage.add_source(LOOKUP_EVENTS_SOURCE)
     coverage.add_note(LOOKUP_EVENTS_NOTE)

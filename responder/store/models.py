@@ -81,7 +81,7 @@ class Signal:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_json(self)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Incident:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_json(self)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict, without the internal checkpoint."""
-        data = _jsonable(asdict(self))
+        data = _as_json(self)
         data.pop("checkpoint")
 
         return data
@@ -156,7 +156,7 @@ class AuditEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_json(self)
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,13 @@ class TimelineEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_json(self)
+
+
+def _as_json(record: Any) -> dict[str, Any]:
+    data: dict[str, Any] = _jsonable(asdict(record))
+
+    return data
 
 
 def _jsonable(value: Any) -> Any:

@@ -337,7 +337,8 @@ class Store:
                     ),
                 )
             else:
-                incident_id = row["id"]
+                assert row is not None
+                incident_id = str(row["id"])
                 db.execute(
                     "UPDATE incidents SET signal_count = signal_count + 1,"
                     " updated_at = ? WHERE id = ?",
@@ -489,7 +490,7 @@ class Store:
                 id=row["id"],
                 incident_id=row["incident_id"],
                 step=row["step"],
-                at=_dt(row["at"]),
+                at=datetime.fromisoformat(row["at"]),
                 service=row["service"],
                 operation=row["operation"],
                 region=row["region"],
@@ -532,7 +533,7 @@ class Store:
             TimelineEntry(
                 id=row["id"],
                 incident_id=row["incident_id"],
-                at=_dt(row["at"]),
+                at=datetime.fromisoformat(row["at"]),
                 event=row["event"],
                 description=row["description"],
                 details=json.loads(row["details"]),

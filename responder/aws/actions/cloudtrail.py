@@ -68,7 +68,7 @@ class BlastRadiusReport(Action):
     )
 
     def run(self, ctx: ActionContext) -> StepResult:
-        """Return succeeded once the report is stored; it says what it could not read."""
+        """Return succeeded once the report is stored, with what it could not read."""
         options: ReportOptions = self.options  # type: ignore[assignment]
         settings = ctx.settings
         resolved = ctx.outputs.get("resolve", {})
@@ -76,7 +76,7 @@ class BlastRadiusReport(Action):
         if resolved.get("not_actionable") == "foreign_account":
             return StepResult(
                 StepStatus.SKIPPED,
-                f"account {account_id} is not managed: its CloudTrail is not ours to read",
+                f"account {account_id} is not managed: not ours to read",
             )
 
         end = ctx.now()

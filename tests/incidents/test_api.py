@@ -1,0 +1,119 @@
+"""The authenticated API: manual trigger, incidents and reports."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import API_TOKEN
+from fastapi.testclient import TestClient
+
+from responder.app import create_app
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def api(make_services):
+    services = make_services()
+    with TestClient(create_app(services)) as client:
+        yield client, services
+
+
+class TestManualTrigger:
+    @pytest.mark.parametrize("auth", [None, "Bearer wrong-token", API_TOKEN, "Basic x"])
+    def test_missing_or_wrong_token_is_401(self, api, auth):
+        """Without the bearer token nothing is recorded."""
+        client, services = api
+        sent = {"Authorization": auth} if auth else {}
+
+        response = client.post(
+            "/api/v1/incidents",
+            json={"access_key_id": "AKIAIOSFODNN7EXAMPLE"},
+            headers=sent,
+        )
+
+        assert response.status_code == 401
+        assert services.store.list_signals() == []
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "AKIA123",
+            "akiaiosfodnn7example",
+            "AIDAIOSFODNN7EXAMPLE",
+            "AKIAIOSFODNN7EXAMPLE1",
+        ],
+    )
+    def test_bad_key_shape_is_422_with_what_is_wrong(self, api, key):
+        """The message says the key must be AKIA/ASIA plus 16 characters."""
+        client, services = api
+
+        response = client.post(
+            "/api/v1/incidents", json={"access_key_id": key}, headers=AUTH
+        )
+
+        assert response.status_code == 422
+        assert "AKIA or ASIA followed by 16" in response.text
+        assert services.store.list_signals() == []
+
+    def test_trigger_contains_key_and_report_renders(self, api, world):
+        """A manual trigger opens an incident whose report renders in all formats."""
+        client, services = api
+
+        response = client.post(
+            "/api/v1/incidents",
+            json={"access_key_id": world.exposed, "reason": "pasted in chat"},
+            headers=AUTH,
+        )
+        services.engine.wait_idle()
+        incident_id = response.json()["incident"]["id"]
+        detail = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json()
+
+        assert response.status_code == 202
+        assert detail["status"] == "completed"
+        assert detail["user_name"] == "alice"
+        assert [s["name"] for s in detail["steps"]][:2] == ["resolve", "deactivate"]
+        assert all(s["finished_at"].endswith("Z") for s in detail["steps"])
+        for fmt, marker in (
+            ("json", '"schema_version"'),
+            ("md", "#"),
+            ("html", "<html"),
+        ):
+            report = client.get(
+                f"/api/v1/incidents/{incident_id}/report?format={fmt}", headers=AUTH
+            )
+            assert report.status_code == 200
+            assert marker in report.text
+            assert world.exposed in report.text
+
+    def test_idempotency_key_makes_retries_one_signal(self, api, world):
+        """The same Idempotency-Key twice is one signal."""
+        client, services = api
+        sent = {**AUTH, "Idempotency-Key": "retry-1"}
+
+        first = client.post(
+            "/api/v1/incidents", json={"access_key_id": world.exposed}, headers=sent
+        )
+        second = client.post(
+            "/api/v1/incidents", json={"access_key_id": world.exposed}, headers=sent
+        )
+        services.engine.wait_idle()
+
+        assert (first.status_code, second.status_code) == (202, 200)
+        assert second.json()["duplicate"] is True
+        assert len(services.store.list_signals()) == 1
+
+    def test_unknown_incident_is_404(self, api):
+        """An unknown incident ID is a 404 with a message."""
+        client, _ = api
+
+        response = client.get("/api/v1/incidents/inc_nope/report", headers=AUTH)
+
+        assert response.status_code == 404
+        assert "no incident" in response.json()["detail"][0]["msg"]
+
+    def test_healthz_and_openapi_are_open(self, api):
+        """Health and the OpenAPI document need no token."""
+        client, _ = api
+
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert "/webhooks/github" in client.get("/openapi.json").json()["paths"]
