@@ -7,20 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import structlog
+from helpers import ACCOUNT, API_TOKEN, WEBHOOK_SECRET, World
 from moto import mock_aws
 
 from responder.app import Services, build_services
 from responder.aws.session import AwsGateway
 from responder.config import Settings
-
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
-ACCOUNT = "123456789012"  # moto's account
-WEBHOOK_SECRET = "test-webhook-secret-0123456789"
-API_TOKEN = "test-api-token-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
@@ -53,30 +47,6 @@ def aws() -> Iterator[None]:
         yield
 
 
-class World:
-    """An IAM user `alice` holding the exposed key; helpers to read AWS back."""
-
-    def __init__(self) -> None:
-        self.iam = boto3.client("iam", region_name="us-east-1")
-        self.secrets = boto3.client("secretsmanager", region_name="us-east-1")
-        self.iam.create_user(UserName="alice")
-        self.exposed = self.new_key("alice")
-
-    def new_key(self, user: str) -> str:
-        """Create a key for `user` and return its ID."""
-        created = self.iam.create_access_key(UserName=user)["AccessKey"]
-        return str(created["AccessKeyId"])
-
-    def keys(self, user: str = "alice") -> dict[str, str]:
-        """Return `{key ID: status}` of the user's keys, read from IAM."""
-        listed = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-        return {item["AccessKeyId"]: item["Status"] for item in listed}
-
-    def secret_versions(self, name: str) -> list[dict[str, Any]]:
-        """Return the versions of a secret."""
-        return list(self.secrets.list_secret_version_ids(SecretId=name)["Versions"])
-
-
 @pytest.fixture
 def world(aws: None) -> World:
     """A user with one exposed key, in moto."""
@@ -104,23 +74,6 @@ def settings(tmp_path: Path) -> Settings:
 def gateway() -> AwsGateway:
     """A gateway that never really sleeps between retries."""
     return AwsGateway(region="us-east-1", max_attempts=3, sleep=lambda _s: None)
-
-
-class FakeAlertLookup:
-    """GitHub alert lookups answered from a dict; strict about what it is asked."""
-
-    def __init__(self, answers: dict[int, list[str] | Exception]) -> None:
-        self.answers = answers
-        self.calls: list[int] = []
-
-    def key_ids(self, details: dict[str, Any]) -> list[str]:
-        """Return the key IDs recorded for the alert number, or raise its error."""
-        number = details["alert_number"]
-        self.calls.append(number)
-        answer = self.answers[number]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
 
 
 @pytest.fixture

@@ -64,6 +64,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="playbook"
         )
+        # Lookups get their own threads: a burst of them must not queue in front
+        # of the playbook runs they start.
+        self._lookups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lookup")
         self._futures: set[Future[Any]] = set()
         self._futures_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -86,6 +89,7 @@ class Engine:
     def stop(self, *, wait: bool = True) -> None:
         """Stop taking work; with `wait`, let running playbooks finish."""
         self._stopping.set()
+        self._lookups.shutdown(wait=wait, cancel_futures=not wait)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         if self._lookup_thread is not None:
             self._lookup_thread.join(timeout=5)
@@ -152,7 +156,7 @@ class Engine:
         )
 
         if status is SignalStatus.NEEDS_KEY_ID:
-            self._submit(self.key_lookup_flow, signal.id)
+            self._submit(self.key_lookup_flow, signal.id, pool=self._lookups)
             return SignalOutcome(signal=signal, duplicate=False)
         if status is not SignalStatus.ACCEPTED or access_key_id is None:
             return SignalOutcome(signal=signal, duplicate=False)
@@ -251,11 +255,13 @@ class Engine:
         """Retry every key lookup that is due; return how many were tried."""
         due = self.store.list_signals_needing_key(due_before=self._clock())
         for signal in due:
-            self._submit(self.key_lookup_flow, signal.id)
+            self._submit(self.key_lookup_flow, signal.id, pool=self._lookups)
 
         return len(due)
 
-    def _submit(self, fn: Any, *args: Any) -> None:
+    def _submit(
+        self, fn: Any, *args: Any, pool: ThreadPoolExecutor | None = None
+    ) -> None:
         if self._stopping.is_set():
             return
         context = structlog.contextvars.get_contextvars()
@@ -270,7 +276,7 @@ class Engine:
                 log.exception("background_job_crashed", job=fn.__name__)
                 raise
 
-        future = self._pool.submit(_job)
+        future = (pool or self._pool).submit(_job)
         with self._futures_lock:
             self._futures = {f for f in self._futures if not f.done()}
             self._futures.add(future)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
+from helpers import REPO
 
 from responder.aws.actions import REGISTRY, required_permissions
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_TOKEN
 from fastapi.testclient import TestClient
+from helpers import API_TOKEN
 
 from responder.app import create_app
 

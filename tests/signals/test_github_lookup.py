@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import CORPUS
+from helpers import CORPUS
 
 from responder.exceptions import GitHubLookupFailed
 from responder.signals.github import HttpxAlertLookup, extract_access_key_ids

@@ -9,8 +9,8 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import CORPUS, WEBHOOK_SECRET, FakeAlertLookup
 from fastapi.testclient import TestClient
+from helpers import CORPUS, WEBHOOK_SECRET, FakeAlertLookup
 
 from responder.app import create_app
 from responder.exceptions import GitHubLookupFailed
