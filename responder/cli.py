@@ -224,6 +224,9 @@ def _report(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if not report["coverage"]["complete"]:
+        print("responder: the report is incomplete (see its coverage)", file=sys.stderr)
+        return 1
 
     return 0
 

@@ -49,7 +49,8 @@ def collect_events(
 ) -> tuple[list[dict[str, Any]], Coverage]:
     """Return the keys' records from LookupEvents and trail files, deduplicated.
 
-    `regions=None` reads every enabled region. `trail_source` (a local path or
+    `regions=None` reads every enabled region; an empty list skips LookupEvents.
+    `trail_source` (a local path or
     `s3://bucket/prefix`) adds data events; its S3 calls go through `s3_client`
     when given, else through the gateway. An event both sources return is kept
     once. What could not be read is in the returned `Coverage`; this function
@@ -66,19 +67,21 @@ def collect_events(
             # Without the region list, read the home region and say so.
             coverage.regions_incomplete["(enabled regions)"] = str(exc)
             regions = [gateway.region]
-    if end - start > _LOOKUP_RETENTION:
+    if regions and end - start > _LOOKUP_RETENTION:
         coverage.add_note(
             "LookupEvents keeps 90 days: older events are only in trail files."
         )
 
-    records = read_lookup_events(
-        gateway,
-        access_key_ids=access_key_ids,
-        regions=regions,
-        window=window,
-        coverage=coverage,
-        pacer=pacer,
-    )
+    records: list[dict[str, Any]] = []
+    if regions:
+        records += read_lookup_events(
+            gateway,
+            access_key_ids=access_key_ids,
+            regions=regions,
+            window=window,
+            coverage=coverage,
+            pacer=pacer,
+        )
     if trail_source is not None:
         s3_call = (
             s3_caller(client=s3_client)

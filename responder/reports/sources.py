@@ -403,6 +403,7 @@ def read_trail_files(
     coverage.add_source(label)
     records: list[dict[str, Any]] = []
     files_read = files_skipped = 0
+    failed_before = len(coverage.files_failed)
 
     try:
         for name, data, failure in _iter_blobs(source, s3_call):
@@ -435,6 +436,7 @@ def read_trail_files(
         source=label,
         files_read=files_read,
         files_skipped=files_skipped,
+        files_failed=len(coverage.files_failed) - failed_before,
         records=len(records),
     )
 

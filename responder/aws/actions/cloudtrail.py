@@ -124,7 +124,7 @@ class BlastRadiusReport(Action):
         incomplete = sorted(coverage.regions_incomplete)
         message = (
             f"report built from {len(events)} events"
-            f" ({summary.get('failed_events', 0)} failed calls)"
+            f" ({summary.get('failed', 0)} failed calls)"
         )
         if incomplete:
             message += f"; INCOMPLETE for {', '.join(incomplete)}"
@@ -140,7 +140,8 @@ def _responder_actions(ctx: ActionContext) -> list[dict[str, Any]]:
     return [
         {
             "at": entry.to_dict()["at"],
-            "operation": f"{entry.service}:{entry.operation}",
+            "service": entry.service,
+            "operation": entry.operation,
             "target": entry.target,
             "request_id": entry.request_id,
             "outcome": entry.outcome,

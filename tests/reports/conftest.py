@@ -1,0 +1,20 @@
+"""Fixtures for the report tests: fake AWS credentials and a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from ctfakes import FakeClock
+
+from responder.aws.session import AwsGateway
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Return a fake monotonic clock whose `sleep` advances it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def gateway(clock: FakeClock) -> AwsGateway:
+    """Return a gateway with three attempts whose retry sleeps take no time."""
+    return AwsGateway(region="us-east-1", max_attempts=3, sleep=clock.sleep)
