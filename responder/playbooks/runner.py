@@ -246,9 +246,6 @@ class PlaybookRunner:
             incident_id=record.incident_id,
             position=record.position,
             status=result.status,
-            started_at=record.started_at
-            if result.status is StepStatus.SKIPPED
-            else None,
             finished_at=now,
             message=result.message,
             error_code=result.error_code,

@@ -73,6 +73,7 @@ class TestManualTrigger:
         assert detail["user_name"] == "alice"
         assert [s["name"] for s in detail["steps"]][:2] == ["resolve", "deactivate"]
         assert all(s["finished_at"].endswith("Z") for s in detail["steps"])
+        assert all(s["started_at"] <= s["finished_at"] for s in detail["steps"])
         for fmt, marker in (
             ("json", '"schema_version"'),
             ("md", "#"),
