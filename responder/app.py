@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from responder import __version__
@@ -122,6 +123,27 @@ def create_app(
         app.include_router(router)
 
     @app.middleware("http")
+    async def refuse_large_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # The webhooks also count streamed bytes; this covers every other route.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_body_bytes:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "msg": f"body of {declared} bytes is over the"
+                            f" {settings.max_body_bytes}-byte limit",
+                            "type": "BodyTooLarge",
+                        }
+                    ]
+                },
+                status_code=413,
+            )
+        return await call_next(request)
+
+    @app.middleware("http")
     async def bind_request_id(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -131,6 +153,15 @@ def create_app(
             path=request.url.path,
         )
         return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Same shape as FastAPI's, without echoing the input back.
+        detail = [
+            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(SignalRejected)
     async def rejected(_request: Request, exc: SignalRejected) -> JSONResponse:

@@ -114,8 +114,9 @@ def _sandbox_settings(
 ) -> Settings:
     from responder.sandbox.service import TRAIL_START
 
-    database = Path(os.environ.get("RESPONDER_DATABASE", _SANDBOX_DIR / "responder.db"))
-    # moto's state lives in memory: records of an earlier sandbox point at nothing.
+    # Always its own file, never RESPONDER_DATABASE: the sandbox starts it afresh,
+    # since moto's state lives in memory and older records would point at nothing.
+    database = _SANDBOX_DIR / "responder.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     environ = {

@@ -16,6 +16,7 @@ The tree is split by who must act::
     │   │   ├── SecretScheduledForDeletion
     │   │   └── Throttled
     │   └── GitHubLookupFailed
+    │       └── AlertUnresolvable
     └── ExecutionError              a playbook step cannot go on
         └── ReplacementSecretLost
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDenied",
+    "AlertUnresolvable",
     "AwsCallFailed",
     "ConfigError",
     "ExecutionError",
@@ -119,6 +121,10 @@ class Throttled(AwsCallFailed):
 
 class GitHubLookupFailed(ExternalServiceError):
     """Raised when the GitHub alert lookup fails; the signal is kept and retried."""
+
+
+class AlertUnresolvable(GitHubLookupFailed):
+    """Raised when a delivery can never name a key (no alert, or a foreign URL)."""
 
 
 class ExecutionError(ResponderError):

@@ -12,7 +12,7 @@ import structlog
 
 from responder._time import Clock, utcnow
 from responder.config import Settings
-from responder.exceptions import GitHubLookupFailed
+from responder.exceptions import AlertUnresolvable, GitHubLookupFailed
 from responder.playbooks.loader import select_playbook
 from responder.playbooks.models import Playbook
 from responder.playbooks.runner import PlaybookRunner
@@ -179,6 +179,14 @@ class Engine:
 
         try:
             key_ids = self.alert_lookup.key_ids(signal.details)
+        except AlertUnresolvable as exc:
+            self.store.update_signal(
+                signal_id=signal.id,
+                status=SignalStatus.NEEDS_PERSON,
+                reason=f"cannot look up the alert: {exc}",
+            )
+            log.warning("signal_needs_person", signal_id=signal.id, reason=str(exc))
+            return None
         except GitHubLookupFailed as exc:
             self._retry_later(signal, str(exc))
             return None

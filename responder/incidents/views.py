@@ -81,6 +81,17 @@ def create_incident(
         dry_run=body.dry_run,
     )
     incident = outcome.incident
+    if outcome.duplicate and outcome.signal.access_key_id != body.access_key_id:
+        raise HTTPException(
+            409,
+            detail=[
+                {
+                    "msg": "Idempotency-Key was already used for another access key;"
+                    " send this key with a new Idempotency-Key",
+                    "type": "conflict",
+                }
+            ],
+        )
     status_code = 200 if outcome.duplicate else 202
 
     return JSONResponse(

@@ -14,6 +14,7 @@ import httpx
 import structlog
 
 from responder.exceptions import (
+    AlertUnresolvable,
     GitHubLookupFailed,
     SignalMalformed,
     WebhookSignatureInvalid,
@@ -34,6 +35,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
 
 AWS_SECRET_TYPES = frozenset(
@@ -57,7 +59,7 @@ def verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
         msg = "missing X-Hub-Signature-256 header"
         raise WebhookSignatureInvalid(msg)
     scheme, _, digest = header.partition("=")
-    if scheme != "sha256" or len(digest) != 64:
+    if scheme != "sha256" or not _HEX_DIGEST.fullmatch(digest):
         msg = "malformed X-Hub-Signature-256: expected sha256=<64 hex characters>"
         raise WebhookSignatureInvalid(msg)
 
@@ -121,6 +123,10 @@ def parse_delivery(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         msg = f"body is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+        raise SignalMalformed(msg) from None
+    except (RecursionError, ValueError):
+        # Nesting too deep for the parser, or an integer too long to convert.
+        msg = "body is JSON this service will not parse (too deeply nested or huge)"
         raise SignalMalformed(msg) from None
     if not isinstance(payload, dict):
         msg = "body must be a JSON object"
@@ -192,15 +198,15 @@ class GitHubAlertLookup:
                 elsewhere than the configured GitHub API.
         """
         repository, number = details.get("repository"), details.get("alert_number")
-        if not repository or number is None:
+        if not repository or number is None or number < 1:
             msg = "delivery names no repository and alert number"
-            raise GitHubLookupFailed(msg)
+            raise AlertUnresolvable(msg)
         url = f"{self.api_url}/repos/{repository}/secret-scanning/alerts/{number}"
         given = details.get("alert_url")
         if given and given.rstrip("/") != url:
             given_host = urlsplit(given).netloc
             msg = f"alert url on {given_host} is not {url}; refusing to fetch it"
-            raise GitHubLookupFailed(msg)
+            raise AlertUnresolvable(msg)
 
         return url
 

@@ -162,6 +162,9 @@ class Store:
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=30
         )
+        if str(path) != ":memory:":
+            # Incident records name people and keys: readable by us alone.
+            self.path.chmod(0o600)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

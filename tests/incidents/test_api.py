@@ -118,3 +118,37 @@ class TestManualTrigger:
 
         assert client.get("/healthz").json()["status"] == "ok"
         assert "/webhooks/github" in client.get("/openapi.json").json()["paths"]
+
+
+class TestHostileRequests:
+    def test_idempotency_key_reused_for_other_key_is_409(self, api, world):
+        """Reusing an Idempotency-Key with another key never drops that key."""
+        client, services = api
+        sent = {**AUTH, "Idempotency-Key": "reuse-1"}
+        other = world.new_key("alice")
+
+        client.post(
+            "/api/v1/incidents", json={"access_key_id": world.exposed}, headers=sent
+        )
+        response = client.post(
+            "/api/v1/incidents", json={"access_key_id": other}, headers=sent
+        )
+        services.engine.wait_idle()
+
+        assert response.status_code == 409
+        assert "another access key" in response.json()["detail"][0]["msg"]
+
+    def test_large_api_body_is_413_and_422_does_not_echo(self, api):
+        """A body over the limit is 413; a long reason is 422 without echoing it."""
+        client, _ = api
+
+        big = client.post("/api/v1/incidents", content=b"x" * 2_000_000, headers=AUTH)
+        long_reason = client.post(
+            "/api/v1/incidents",
+            json={"access_key_id": "AKIAIOSFODNN7EXAMPLE", "reason": "r" * 5000},
+            headers=AUTH,
+        )
+
+        assert big.status_code == 413
+        assert long_reason.status_code == 422
+        assert "r" * 1001 not in long_reason.text

@@ -285,3 +285,52 @@ class TestDeliveries:
         services.engine.wait_idle()
 
         assert services.store.list_signals()[0].status is SignalStatus.NEEDS_PERSON
+
+
+class TestHostileBodies:
+    def test_non_ascii_signature_is_401_not_500(self, client_for):
+        """A signature of 64 non-hex characters is refused as malformed."""
+        client, services = client_for()
+        body = aws_alert()
+        sent = {**headers(body), "X-Hub-Signature-256": "sha256=" + "é" * 64}
+
+        response = client.post(
+            "/webhooks/github",
+            content=body,
+            headers={k: v.encode() for k, v in sent.items()},
+        )
+
+        assert response.status_code == 401
+        assert services.store.list_signals() == []
+
+    @pytest.mark.parametrize(
+        "body", [b"[" * 100_000 + b"]" * 100_000, b'{"n": ' + b"9" * 5000 + b"}"]
+    )
+    def test_signed_hostile_json_is_400(self, client_for, body):
+        """Deep nesting or a 5,000-digit number is a 400, not a crash."""
+        client, services = client_for()
+
+        response = client.post("/webhooks/github", content=body, headers=headers(body))
+
+        assert response.status_code == 400
+        assert "will not parse" in response.json()["detail"][0]["msg"]
+        assert services.store.list_signals() == []
+
+    def test_foreign_alert_url_needs_a_person_without_retries(self, client_for):
+        """An alert URL outside the GitHub API is never fetched and never retried."""
+        from responder.signals.github import GitHubAlertLookup
+
+        client, services = client_for()
+        services.engine.alert_lookup = type(
+            "Lookup",
+            (GitHubAlertLookup,),
+            {"key_ids": lambda self, details: [self.alert_url(details)]},
+        )(api_url="https://api.github.com")
+        body = aws_alert(url="https://evil.example/alerts/7")
+
+        client.post("/webhooks/github", content=body, headers=headers(body))
+        services.engine.wait_idle()
+
+        (signal,) = services.store.list_signals()
+        assert signal.status is SignalStatus.NEEDS_PERSON
+        assert "refusing" in signal.reason
