@@ -55,10 +55,9 @@ import httpx
 import uvicorn
 
 from responder.app import build_services, create_app
-from responder.config import Settings
 from responder.logging import configure_logging
 from responder.sandbox.demo import sample_deliveries, sign
-from responder.sandbox.service import TRAIL_START, Sandbox, SandboxWorld, free_port
+from responder.sandbox.service import Sandbox, SandboxWorld, free_port
 from responder.sandbox.views import github_stand_in
 
 EMPTY_TRAIL_BUCKET = "responder-benchmark-empty-trail"
@@ -195,46 +194,6 @@ def build_deliveries(
     return deliveries
 
 
-def benchmark_settings(
-    sandbox: Sandbox,
-    values: dict[str, str],
-    *,
-    public_url: str,
-    database: Path,
-    workers: int,
-    trail: str,
-) -> Settings:
-    """Return sandbox settings as `responder serve --sandbox` builds them.
-
-    Differences: a temporary database, `workers`, warning-level logs, and with
-    `trail="empty"` a trail bucket holding nothing.
-    """
-    assert sandbox.world is not None
-    trail_bucket = (
-        EMPTY_TRAIL_BUCKET if trail == "empty" else sandbox.world.trail_bucket
-    )
-
-    # An empty environment: stray RESPONDER_* variables must not skew the run.
-    return Settings.from_env(
-        {},
-        database=database,
-        github_webhook_secret=values["webhook_secret"],
-        api_token=values["api_token"],
-        github_token=values["github_token"],
-        github_api_url=f"{public_url}/_sandbox/github",
-        aws_endpoint_url=sandbox.endpoint_url,
-        managed_accounts=(sandbox.world.account_id,),
-        regions=("us-east-1",),
-        lookup_events=False,
-        trail_bucket=trail_bucket,
-        report_start=TRAIL_START,
-        public_url=public_url,
-        aws_max_attempts=3,
-        workers=workers,
-        log_level="warning",
-    )
-
-
 def run_deliveries(
     sandbox: Sandbox,
     keys: list[tuple[str, str]],
@@ -251,21 +210,29 @@ def run_deliveries(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     values = {
-        name: secrets.token_urlsafe(32) for name in ("webhook_secret", "api_token")
+        name: secrets.token_urlsafe(32)
+        for name in (
+            "RESPONDER_GITHUB_WEBHOOK_SECRET",
+            "RESPONDER_API_TOKEN",
+            "RESPONDER_GITHUB_TOKEN",
+        )
     }
-    values["github_token"] = secrets.token_urlsafe(24)
-    settings = benchmark_settings(
-        sandbox,
+    # No environment: stray RESPONDER_* variables must not skew the run. With
+    # --trail empty the report step reads a bucket holding nothing.
+    settings = sandbox.settings(
         values,
         public_url=url,
         database=database,
         workers=args.workers,
-        trail=args.trail,
+        log_level="warning",
+        **({"trail_bucket": EMPTY_TRAIL_BUCKET} if args.trail == "empty" else {}),
     )
     deliveries = build_deliveries(sandbox.world, keys, url=url)
     app = create_app(
         build_services(settings),
-        extra_routers=[github_stand_in(sandbox.world, values["github_token"])],
+        extra_routers=[
+            github_stand_in(sandbox.world, values["RESPONDER_GITHUB_TOKEN"])
+        ],
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -276,11 +243,18 @@ def run_deliveries(
         _wait_started(server)
 
         started = time.monotonic()
-        send_all(deliveries, url=url, secret=values["webhook_secret"], args=args)
+        send_all(
+            deliveries,
+            url=url,
+            secret=values["RESPONDER_GITHUB_WEBHOOK_SECRET"],
+            args=args,
+        )
         sent_in = time.monotonic() - started
-        incidents = wait_final(url, values["api_token"], deliveries, args.timeout)
+        incidents = wait_final(
+            url, values["RESPONDER_API_TOKEN"], deliveries, args.timeout
+        )
         drained_in = time.monotonic() - started
-        details = fetch_details(url, values["api_token"], incidents)
+        details = fetch_details(url, values["RESPONDER_API_TOKEN"], incidents)
     finally:
         # The lifespan lets running playbooks finish before the thread ends.
         server.should_exit = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -112,8 +113,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _sandbox_settings(
     sandbox: Any, values: dict[str, str], *, public_url: str
 ) -> Settings:
-    from responder.sandbox.service import TRAIL_START
-
     # Always its own file, never RESPONDER_DATABASE: the sandbox starts it afresh,
     # since moto's state lives in memory and older records would point at nothing.
     database = _SANDBOX_DIR / "responder.db"
@@ -125,22 +124,11 @@ def _sandbox_settings(
         if name.startswith("RESPONDER_") and name != "RESPONDER_DATABASE"
     }
 
-    return Settings.from_env(
-        environ,
-        database=database,
-        github_webhook_secret=values["RESPONDER_GITHUB_WEBHOOK_SECRET"],
-        api_token=values["RESPONDER_API_TOKEN"],
-        github_token=values["RESPONDER_GITHUB_TOKEN"],
-        github_api_url=f"{public_url}/_sandbox/github",
-        aws_endpoint_url=sandbox.endpoint_url,
-        managed_accounts=(sandbox.world.account_id,),
-        regions=("us-east-1",),
-        lookup_events=False,
-        trail_bucket=sandbox.world.trail_bucket,
-        report_start=TRAIL_START,
-        public_url=public_url,
-        aws_max_attempts=3,
+    settings: Settings = sandbox.settings(
+        values, public_url=public_url, database=database, environ=environ
     )
+
+    return settings
 
 
 def _print_sandbox_banner(
@@ -166,24 +154,30 @@ def _print_sandbox_banner(
 
 
 def _respond(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        if args.sandbox:
+            from responder.sandbox.service import Sandbox
+
+            sandbox = stack.enter_context(Sandbox())
+            assert sandbox.world is not None
+            if args.access_key_id == "sandbox":
+                args.access_key_id = sandbox.world.exposed_key_id
+            values = {
+                "RESPONDER_GITHUB_WEBHOOK_SECRET": uuid.uuid4().hex,
+                "RESPONDER_API_TOKEN": uuid.uuid4().hex,
+                "RESPONDER_GITHUB_TOKEN": uuid.uuid4().hex,
+            }
+            settings = _sandbox_settings(sandbox, values, public_url="http://127.0.0.1")
+        else:
+            settings = Settings.from_env()
+
+        return _respond_with(settings, args)
+
+
+def _respond_with(settings: Settings, args: argparse.Namespace) -> int:
     from responder.app import build_services
     from responder.store.models import SignalStatus, StepRecord
 
-    if args.sandbox:
-        from responder.sandbox.service import Sandbox
-
-        sandbox = Sandbox().__enter__()
-        assert sandbox.world is not None
-        if args.access_key_id == "sandbox":
-            args.access_key_id = sandbox.world.exposed_key_id
-        values = {
-            "RESPONDER_GITHUB_WEBHOOK_SECRET": uuid.uuid4().hex,
-            "RESPONDER_API_TOKEN": uuid.uuid4().hex,
-            "RESPONDER_GITHUB_TOKEN": uuid.uuid4().hex,
-        }
-        settings = _sandbox_settings(sandbox, values, public_url="http://127.0.0.1")
-    else:
-        settings = Settings.from_env()
     configure_logging(level="warning", fmt=settings.log_format)
     services = build_services(settings)
 

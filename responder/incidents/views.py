@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from responder.reports import render_html, render_markdown
 from responder.store.models import IncidentStatus, SignalStatus
 
 __all__ = ["IncidentCreate", "require_token", "router"]
@@ -147,8 +148,6 @@ def get_report(
     format: Literal["json", "md", "html"] = "json",
 ) -> Response:
     """Return the report as JSON, Markdown or a self-contained HTML page."""
-    from responder.reports import render_html, render_markdown
-
     store = request.app.state.store
     if store.get_incident(incident_id=incident_id) is None:
         raise HTTPException(

@@ -11,6 +11,7 @@ import structlog
 
 from responder._time import Clock, utcnow
 from responder.aws.actions import REGISTRY, ActionContext, StepResult
+from responder.aws.actions.sts import AccessKeyResolve
 from responder.aws.session import AwsGateway
 from responder.config import Settings
 from responder.exceptions import AwsCallFailed, ResponderError
@@ -95,29 +96,24 @@ class PlaybookRunner:
             if record.status in _DONE or record.status is StepStatus.FAILED:
                 continue
             incident = self.store.get_incident(incident_id=incident_id) or incident
-            statuses = {
-                r.name: r.status for r in self.store.list_steps(incident_id=incident_id)
-            }
+            current = self.store.list_steps(incident_id=incident_id)
+            statuses = {r.name: r.status for r in current}
             skip = _skip_reason(spec, statuses, halt_reason, incident.dry_run)
             if skip is not None:
                 self._finish(record, StepResult(StepStatus.SKIPPED, skip), on_step)
                 continue
 
-            result = self._run_step(incident, spec, record, memory)
+            outputs = {r.name: r.outputs for r in current if r.status in _DONE}
+            result = self._run_step(incident, spec, record, memory, outputs)
             self._finish(record, result, on_step)
             if result.halt is not None:
                 halt_reason = (result.halt.outcome, result.halt.reason)
-            if spec.name == "resolve" and result.outputs.get("user_name"):
+            if spec.action == AccessKeyResolve.name:
+                # The owner goes on the incident, also when resolve ended the run.
                 self.store.update_incident(
                     incident_id=incident_id,
                     account_id=result.outputs.get("account_id"),
                     user_name=result.outputs.get("user_name"),
-                    key_type=result.outputs.get("key_type"),
-                )
-            elif "account_id" in result.outputs and incident.account_id is None:
-                self.store.update_incident(
-                    incident_id=incident_id,
-                    account_id=result.outputs["account_id"],
                     key_type=result.outputs.get("key_type"),
                 )
 
@@ -175,17 +171,14 @@ class PlaybookRunner:
         spec: StepSpec,
         record: StepRecord,
         memory: dict[str, Any],
+        outputs: dict[str, dict[str, Any]],
     ) -> StepResult:
         action_cls = REGISTRY[spec.action]
         action = action_cls(action_cls.Options.model_validate(spec.options))
-        outputs = {
-            r.name: r.outputs
-            for r in self.store.list_steps(incident_id=incident.id)
-            if r.status in _DONE
-        }
         ctx = ActionContext(
             incident=incident,
             step_name=spec.name,
+            position=record.position,
             settings=self.settings,
             gateway=self.gateway,
             store=self.store,
@@ -233,23 +226,21 @@ class PlaybookRunner:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 aws_requests=len(ctx.request_ids),
             )
-        result.outputs.setdefault("request_ids", ctx.request_ids)
+        result.request_ids = ctx.request_ids
 
         return result
 
     def _finish(
         self, record: StepRecord, result: StepResult, on_step: StepCallback | None
     ) -> None:
-        request_ids = result.outputs.pop("request_ids", [])
-        now = self._clock()
         self.store.update_step(
             incident_id=record.incident_id,
             position=record.position,
             status=result.status,
-            finished_at=now,
+            finished_at=self._clock(),
             message=result.message,
             error_code=result.error_code,
-            request_ids=request_ids,
+            request_ids=result.request_ids,
             outputs=result.outputs,
         )
         self.store.add_timeline(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 
 import boto3
 import structlog
+
+from responder.config import Settings
 
 __all__ = [
     "SANDBOX_ACCOUNT",
@@ -144,8 +148,6 @@ def seed_world(endpoint_url: str) -> SandboxWorld:
 
 
 def _rekey(gzipped: bytes, key_id: str) -> bytes:
-    import gzip
-
     raw = gzip.decompress(gzipped).replace(SANDBOX_TRAIL_KEY.encode(), key_id.encode())
 
     return gzip.compress(raw, mtime=0)
@@ -184,6 +186,40 @@ class Sandbox:
     def __exit__(self, *_exc: object) -> None:
         if self._server is not None:
             self._server.stop()
+
+    def settings(
+        self,
+        values: dict[str, str],
+        *,
+        public_url: str,
+        database: Path,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Return settings pointing every call at this sandbox.
+
+        `values` holds the `RESPONDER_*` secrets (see `sandbox_secrets`); `environ`
+        the variables still to honour (none unless given); `overrides` win last.
+        """
+        assert self.world is not None
+
+        chosen: dict[str, Any] = {
+            "database": database,
+            "github_webhook_secret": values["RESPONDER_GITHUB_WEBHOOK_SECRET"],
+            "api_token": values["RESPONDER_API_TOKEN"],
+            "github_token": values["RESPONDER_GITHUB_TOKEN"],
+            "github_api_url": f"{public_url}/_sandbox/github",
+            "aws_endpoint_url": self.endpoint_url,
+            "managed_accounts": (self.world.account_id,),
+            "regions": ("us-east-1",),
+            "lookup_events": False,
+            "trail_bucket": self.world.trail_bucket,
+            "report_start": TRAIL_START,
+            "public_url": public_url,
+            "aws_max_attempts": 3,
+        }
+
+        return Settings.from_env(environ or {}, **{**chosen, **overrides})
 
 
 def sandbox_secrets(state_dir: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
@@ -13,6 +13,7 @@ from responder.exceptions import (
     SignalRejected,
     WebhookSignatureInvalid,
 )
+from responder.incidents.flows import SignalOutcome
 from responder.signals.github import parse_alert, parse_delivery, verify_signature
 from responder.store.models import SignalStatus
 
@@ -104,10 +105,11 @@ async def github_webhook(
         details=alert.details(),
     )
 
-    return _answer(outcome, 200 if reason or outcome.duplicate else 202)
+    return _answer(outcome, 200 if reason else 202)
 
 
-def _answer(outcome: Any, status_code: int) -> JSONResponse:
+def _answer(outcome: SignalOutcome, status_code: int) -> JSONResponse:
+    """Return the acknowledgement; a duplicate is always a plain 200."""
     signal = outcome.signal
     body = {
         "signal_id": signal.id,

@@ -295,10 +295,10 @@ class TestResume:
         # Simulate the kill: run up to rotate, then drop the process memory.
         original = services.runner._run_step
 
-        def killed(incident, spec, record, memory):
+        def killed(incident, spec, *rest):
             if spec is store_action:
                 raise SystemExit("killed")
-            return original(incident, spec, record, memory)
+            return original(incident, spec, *rest)
 
         services.runner._run_step = killed
         with pytest.raises(SystemExit):

@@ -1,4 +1,4 @@
-"""Fixtures for the report tests: fake AWS credentials and a fake clock."""
+"""Fixtures for the report tests: a fake clock and a gateway that uses it."""
 
 from __future__ import annotations
 

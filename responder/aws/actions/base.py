@@ -51,6 +51,7 @@ class StepResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     error_code: str | None = None
     halt: Halt | None = None
+    request_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ActionContext:
 
     incident: Incident
     step_name: str
+    position: int
     settings: Settings
     gateway: AwsGateway
     store: Store
@@ -102,16 +104,9 @@ class ActionContext:
         self.checkpoint_state.update(state)
         self.store.update_step(
             incident_id=self.incident.id,
-            position=self._position(),
+            position=self.position,
             checkpoint=self.checkpoint_state,
         )
-
-    def _position(self) -> int:
-        for record in self.store.list_steps(incident_id=self.incident.id):
-            if record.name == self.step_name:
-                return record.position
-        msg = f"step {self.step_name!r} has no record"
-        raise RuntimeError(msg)
 
     def _observe(self, call: AwsCall) -> None:
         if call.request_id:

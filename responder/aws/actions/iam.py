@@ -27,17 +27,13 @@ log = structlog.get_logger(__name__)
 REPLACEMENT_MEMORY_KEY = "replacement_key"
 
 
-def _user(ctx: ActionContext) -> str:
-    return str(ctx.outputs["resolve"]["user_name"]) if "resolve" in ctx.outputs else ""
-
-
 def _owner(ctx: ActionContext) -> str:
-    user = ctx.incident.user_name or _user(ctx)
+    user = ctx.incident.user_name or ctx.outputs.get("resolve", {}).get("user_name")
     if not user:
         msg = "no owner resolved: a resolve step must run first"
         raise RuntimeError(msg)
 
-    return user
+    return str(user)
 
 
 def _list_keys(ctx: ActionContext, user: str) -> dict[str, dict[str, Any]]:
@@ -268,9 +264,7 @@ class AccessKeyRotate(Action):
                 StepStatus.PLANNED, f"would call CreateAccessKey(UserName={user})"
             )
 
-        keys = _list_keys(ctx, user)
-        self._delete_orphans(ctx, user, keys)
-        keys = _list_keys(ctx, user)
+        keys = self._delete_orphans(ctx, user, _list_keys(ctx, user))
 
         if len(keys) >= 2:
             if not options.delete_exposed_key_when_full:
@@ -321,8 +315,11 @@ class AccessKeyRotate(Action):
 
     def _delete_orphans(
         self, ctx: ActionContext, user: str, keys: dict[str, dict[str, Any]]
-    ) -> None:
-        """Delete keys an earlier, interrupted run minted but could not store."""
+    ) -> dict[str, dict[str, Any]]:
+        """Delete keys an earlier, interrupted run minted but could not store.
+
+        Returns `keys` without the ones deleted (or found already gone).
+        """
         minted_before = ctx.previous_outputs.get("new_access_key_id")
         held = ctx.memory.get(REPLACEMENT_MEMORY_KEY, {}).get("access_key_id")
         orphans = {minted_before} if minted_before and minted_before != held else set()
@@ -337,7 +334,9 @@ class AccessKeyRotate(Action):
                 and since is not None
                 and (parse_timestamp(item.get("CreateDate")) or since) >= since
             }
+        remaining = dict(keys)
         for orphan in sorted(orphan for orphan in orphans if orphan in keys):
+            del remaining[orphan]
             try:
                 ctx.aws(
                     "iam",
@@ -351,6 +350,8 @@ class AccessKeyRotate(Action):
             log.warning(
                 "orphaned_replacement_deleted", access_key_id=orphan, user_name=user
             )
+
+        return remaining
 
 
 def _blocked(key_id: str, user: str, keys: dict[str, dict[str, Any]]) -> StepResult:
