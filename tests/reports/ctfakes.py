@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CORPUS = REPO_ROOT / ".." / "shared" / "corpus" / "cloudtrail"
+from helpers import CORPUS as TEAM_CORPUS
+
+from responder.reports import build_report
+from responder.reports.sources import Coverage, Window
+
+CORPUS = TEAM_CORPUS / "cloudtrail"
 INVICTUS = CORPUS / "invictus-ir_aws_dataset_stratus-2023-07-10"
 DIGEST_FILE = (
     CORPUS / "elastic-integrations_CloudTrail-Digest-file_not-Records_skip-me.json"
@@ -105,3 +108,25 @@ def lookup_params(key: str = KEY, token: str | None = None) -> dict[str, Any]:
         params["NextToken"] = token
 
     return params
+
+
+def sample_report(
+    events: list[Any],
+    *,
+    coverage: Coverage | None = None,
+    actions: list[dict[str, Any]] | tuple[()] = (),
+    generated_at: datetime = datetime(2024, 5, 3, 8, 0, tzinfo=UTC),
+) -> dict[str, Any]:
+    """Return the report of `events` for `KEY`, owned by alice, over START-END."""
+    return build_report(
+        access_key_id=KEY,
+        owner="alice",
+        account_id="111122223333",
+        key_type="long-term",
+        window=Window(START, END),
+        events=events,
+        coverage=coverage or Coverage(window=Window(START, END)),
+        responder_actions=list(actions),
+        generated_at=generated_at,
+        incident_id="inc-1",
+    )

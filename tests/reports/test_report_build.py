@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from ctfakes import END, KEY, START, record
+from ctfakes import END, KEY, START, record, sample_report
 from structlog.testing import capture_logs
 
 from responder.reports.build import (
@@ -19,22 +19,9 @@ from responder.reports.build import (
 )
 from responder.reports.sources import Coverage, Window
 
-GENERATED = datetime(2024, 5, 3, 8, 0, tzinfo=UTC)
-
 
 def _build(events, *, coverage=None, actions=()):
-    return build_report(
-        access_key_id=KEY,
-        owner="alice",
-        account_id="111122223333",
-        key_type="long-term",
-        window=Window(START, END),
-        events=events,
-        coverage=coverage or Coverage(window=Window(START, END)),
-        responder_actions=list(actions),
-        generated_at=GENERATED,
-        incident_id="inc-1",
-    )
+    return sample_report(events, coverage=coverage, actions=actions)
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from ctfakes import END, KEY, START, record
+from ctfakes import END, KEY, START, record, sample_report
 
-from responder.reports.build import build_report
 from responder.reports.render import render_html, render_json, render_markdown
 from responder.reports.sources import Coverage, Window
 
@@ -20,15 +19,10 @@ CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
 
 
 def _report(events, *, coverage=None):
-    return build_report(
-        access_key_id=KEY,
-        owner="alice",
-        account_id="111122223333",
-        key_type="long-term",
-        window=Window(START, END),
-        events=events,
-        coverage=coverage or Coverage(window=Window(START, END)),
-        responder_actions=[
+    return sample_report(
+        events,
+        coverage=coverage,
+        actions=[
             {
                 "at": datetime(2024, 5, 1, 12, tzinfo=UTC),
                 "service": "iam",
@@ -39,7 +33,6 @@ def _report(events, *, coverage=None):
             }
         ],
         generated_at=datetime(2024, 5, 3, tzinfo=UTC),
-        incident_id="inc-1",
     )
 
 
