@@ -7,6 +7,7 @@ The tree is split by who must act::
     ├── PlaybookValidationError     the operator: fix a playbook file, then restart
     ├── SignalRejected              the sender: the request is refused (4xx)
     │   ├── WebhookSignatureInvalid
+    │   ├── SignalForbidden
     │   └── SignalMalformed
     ├── ExternalServiceError        AWS or an HTTP peer failed
     │   ├── AwsCallFailed
@@ -15,8 +16,9 @@ The tree is split by who must act::
     │   │   ├── LimitExceeded
     │   │   ├── SecretScheduledForDeletion
     │   │   └── Throttled
-    │   └── GitHubLookupFailed
-    │       └── AlertUnresolvable
+    │   ├── GitHubLookupFailed
+    │   │   └── AlertUnresolvable
+    │   └── KeyFetchFailed
     └── ExecutionError              a playbook step cannot go on
         └── ReplacementSecretLost
 """
@@ -31,12 +33,14 @@ __all__ = [
     "ExecutionError",
     "ExternalServiceError",
     "GitHubLookupFailed",
+    "KeyFetchFailed",
     "LimitExceeded",
     "PlaybookValidationError",
     "ReplacementSecretLost",
     "ResourceNotFound",
     "ResponderError",
     "SecretScheduledForDeletion",
+    "SignalForbidden",
     "SignalMalformed",
     "SignalRejected",
     "Throttled",
@@ -70,6 +74,12 @@ class WebhookSignatureInvalid(SignalRejected):
     """Raised when a webhook signature is missing, malformed or does not match."""
 
     status_code = 401
+
+
+class SignalForbidden(SignalRejected):
+    """Raised when a verified request comes from a sender we do not accept."""
+
+    status_code = 403
 
 
 class SignalMalformed(SignalRejected):
@@ -125,6 +135,10 @@ class GitHubLookupFailed(ExternalServiceError):
 
 class AlertUnresolvable(GitHubLookupFailed):
     """Raised when a delivery can never name a key (no alert, or a foreign URL)."""
+
+
+class KeyFetchFailed(ExternalServiceError):
+    """Raised when a signing certificate or public key list cannot be fetched."""
 
 
 class ExecutionError(ResponderError):
