@@ -24,12 +24,15 @@ __all__ = [
     "ACCESS_KEY_ID",
     "ACTED_ON_ACTIONS",
     "AWS_SECRET_TYPES",
+    "RESOLUTION_COMMENT_LIMIT",
     "AlertLookup",
+    "AlertResolver",
     "GitHubAlert",
     "GitHubAlertLookup",
     "HttpxAlertLookup",
     "extract_access_key_ids",
     "parse_delivery",
+    "truncate_comment",
     "verify_signature",
 ]
 
@@ -47,6 +50,10 @@ AWS_SECRET_TYPES = frozenset(
     }
 )
 ACTED_ON_ACTIONS = frozenset({"created", "reopened", "publicly_leaked", "validated"})
+# GitHub's OpenAPI description sets no maximum for `resolution_comment`; its
+# sibling fields (code scanning and Dependabot `dismissed_comment`) stop at 280
+# characters, so we keep to that until GitHub documents a limit of its own.
+RESOLUTION_COMMENT_LIMIT = 280
 
 
 def verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
@@ -172,6 +179,19 @@ def extract_access_key_ids(text: str) -> list[str]:
     return list(dict.fromkeys(ACCESS_KEY_ID.findall(text)))
 
 
+def truncate_comment(comment: str, limit: int = RESOLUTION_COMMENT_LIMIT) -> str:
+    """Return `comment` trimmed to at most `limit` characters, ending in `…` if cut.
+
+    Cuts between code points, never inside one, and drops whitespace left
+    dangling at the cut.
+    """
+    text = comment.strip()
+    if len(text) <= limit:
+        return text
+
+    return text[: limit - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
+
+
 class AlertLookup(Protocol):
     """Fetches the REST alert (which carries `secret`) for a webhook alert."""
 
@@ -180,6 +200,25 @@ class AlertLookup(Protocol):
 
         Raises:
             GitHubLookupFailed: the lookup failed; try again later.
+        """
+        ...
+
+
+class AlertResolver(Protocol):
+    """Closes a GitHub secret-scanning alert once its key has been dealt with.
+
+    Kept apart from `AlertLookup` so that a caller needing only one of the two
+    depends on only one. A fake needs just this method: record the alert number
+    and comment, and raise a configured `GitHubLookupFailed` to test failures.
+    Callers may call it again for the same alert: the real implementation treats
+    an alert that is already resolved as success, so fakes should too.
+    """
+
+    def resolve_alert(self, details: dict[str, Any], *, comment: str) -> None:
+        """Mark the alert resolved as revoked, with `comment` in its timeline.
+
+        Raises:
+            GitHubLookupFailed: the update failed; it may be tried again later.
         """
         ...
 
@@ -255,6 +294,71 @@ class HttpxAlertLookup(GitHubAlertLookup):
             raise GitHubLookupFailed(msg) from None
 
         return extract_access_key_ids(secret) if isinstance(secret, str) else []
+
+    def resolve_alert(self, details: dict[str, Any], *, comment: str) -> None:
+        """Mark the REST alert resolved as `revoked`; already resolved is success.
+
+        `comment` is cut to `RESOLUTION_COMMENT_LIMIT` characters (a blank one is
+        sent as `null`); it must hold no secret, as GitHub shows it to everyone
+        who can see the alert. Idempotent: when GitHub refuses the update (400
+        "resolution was not changed", 422), the alert is read back, and one that
+        is already resolved, by anyone and for any reason, counts as done.
+
+        Raises:
+            AlertUnresolvable: the delivery names no alert, or an alert URL
+                outside the configured API; nothing was sent.
+            GitHubLookupFailed: GitHub could not be reached or answered another
+                status (404: gone, or secret scanning disabled; 403: token lacks
+                the `secret_scanning_alerts` write permission).
+        """
+        url = self.alert_url(details)
+        text = truncate_comment(comment)
+        body = {
+            "state": "resolved",
+            "resolution": "revoked",
+            "resolution_comment": text or None,
+        }
+        where = {
+            "repository": details.get("repository"),
+            "alert_number": details.get("alert_number"),
+        }
+
+        try:
+            response = self._client.patch(url, json=body)
+        except httpx.HTTPError as exc:
+            msg = f"GitHub alert update failed: {type(exc).__name__}"
+            raise GitHubLookupFailed(msg) from None
+
+        status = response.status_code
+        if status == 200:
+            log.info("github_alert_resolved", resolution="revoked", **where)
+            return
+        if status in {400, 422}:
+            resolution = self._resolution_of(url)
+            if resolution is not None:
+                log.info(
+                    "github_alert_already_resolved",
+                    resolution=resolution,
+                    status_code=status,
+                    **where,
+                )
+                return
+        msg = f"GitHub alert update answered HTTP {status}"
+        raise GitHubLookupFailed(msg)
+
+    def _resolution_of(self, url: str) -> str | None:
+        """Return how the alert was resolved, or `None` if open or unreadable."""
+        try:
+            response = self._client.get(url)
+            alert = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        # Only `state` and `resolution` are read: the alert also carries `secret`.
+        if not isinstance(alert, dict) or alert.get("state") != "resolved":
+            return None
+        resolution = alert.get("resolution")
+
+        return resolution if isinstance(resolution, str) else "unknown"
 
     def close(self) -> None:
         """Close the HTTP client."""
