@@ -6,21 +6,28 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
+import httpx
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from responder import __version__
+from responder.aws.accounts import AccountRouter
 from responder.aws.session import AwsGateway
 from responder.config import Settings
 from responder.exceptions import ConfigError, SignalRejected
 from responder.incidents.flows import Engine
 from responder.incidents.views import router as api_router
+from responder.notify import NotificationDispatcher, Notifier, SlackWebhookNotifier
 from responder.playbooks.loader import load_playbooks
 from responder.playbooks.runner import PlaybookRunner
-from responder.signals.github import AlertLookup, HttpxAlertLookup
+from responder.signals.github import AlertLookup, AlertResolver, HttpxAlertLookup
+from responder.signals.partner import PartnerKeyStore
+from responder.signals.sns import CertificateCache, SnsVerifier, SubscriptionConfirmer
+from responder.signals.views import Intake
 from responder.signals.views import router as webhook_router
 from responder.store.service import Store
 
@@ -38,6 +45,7 @@ class Services:
     gateway: AwsGateway
     runner: PlaybookRunner
     engine: Engine
+    intake: Intake
 
 
 def build_services(
@@ -45,6 +53,9 @@ def build_services(
     *,
     gateway: AwsGateway | None = None,
     alert_lookup: AlertLookup | None = None,
+    alert_resolver: AlertResolver | None = None,
+    notifier: Notifier | None = None,
+    http_transport: httpx.BaseTransport | None = None,
 ) -> Services:
     """Load playbooks, open the store and build the engine.
 
@@ -59,12 +70,23 @@ def build_services(
         max_attempts=settings.aws_max_attempts,
     )
     runner = PlaybookRunner(
-        store=store, gateway=gateway, settings=settings, playbooks=playbooks
+        store=store,
+        gateway=gateway,
+        settings=settings,
+        playbooks=playbooks,
+        accounts=AccountRouter(settings=settings, home=gateway),
     )
     if alert_lookup is None and settings.github_token is not None:
-        alert_lookup = HttpxAlertLookup(
+        github = HttpxAlertLookup(
             api_url=settings.github_api_url,
             token=settings.github_token.get_secret_value(),
+        )
+        alert_lookup = github
+        alert_resolver = alert_resolver or github
+    if notifier is None and settings.notify_webhook_url is not None:
+        notifier = SlackWebhookNotifier(
+            settings.notify_webhook_url.get_secret_value(),
+            httpx.Client(timeout=10.0, follow_redirects=False),
         )
     engine = Engine(
         settings=settings,
@@ -72,9 +94,25 @@ def build_services(
         runner=runner,
         playbooks=playbooks,
         alert_lookup=alert_lookup,
+        alert_resolver=alert_resolver,
+    )
+    if notifier is not None:
+        engine.notifications = NotificationDispatcher(
+            notifier, on_result=engine.notification_recorded
+        )
+
+    # Certificates and public keys are fetched over verified TLS, never redirected.
+    http = httpx.Client(timeout=5.0, follow_redirects=False, transport=http_transport)
+    intake = Intake(
+        sns_verifier=SnsVerifier(
+            CertificateCache(http),
+            max_age=timedelta(seconds=settings.sns_max_age_seconds),
+        ),
+        sns_confirmer=SubscriptionConfirmer(http),
+        partner_keys=PartnerKeyStore(http, settings.github_api_url),
     )
 
-    return Services(settings, store, gateway, runner, engine)
+    return Services(settings, store, gateway, runner, engine, intake)
 
 
 def create_app(
@@ -117,6 +155,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = services.store
     app.state.engine = services.engine
+    app.state.intake = services.intake
     app.include_router(webhook_router)
     app.include_router(api_router)
     for router in extra_routers:

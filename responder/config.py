@@ -6,6 +6,7 @@ prefix. Secret settings are `SecretStr`, so they never show in a repr or a log.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -17,11 +18,39 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from responder.exceptions import ConfigError
 
-__all__ = ["PREFIX", "Settings", "default_playbooks_dir"]
+__all__ = [
+    "DEFAULT_HEALTH_RISK_CODES",
+    "PREFIX",
+    "AccountRole",
+    "Settings",
+    "default_playbooks_dir",
+]
 
 PREFIX = "RESPONDER_"
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
+
+# AWS Health codes under which real key leaks have arrived (FACTS.md).
+DEFAULT_HEALTH_RISK_CODES = (
+    "AWS_RISK_CREDENTIALS_EXPOSED",
+    "AWS_RISK_CREDENTIALS_EXPOSURE_SUSPECTED",
+    "AWS_RISK_CREDENTIALS_COMPROMISED",
+    "AWS_RISK_CREDENTIALS_COMPROMISE_SUSPECTED",
+    "AWS_RISK_IAM_QUARANTINE",
+)
+
+
+class AccountRole(BaseModel):
+    """The role the responder assumes to act in one managed account."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role_arn: str = Field(description="arn:aws:iam::<account>:role/<name>")
+    external_id: str | None = Field(
+        None, min_length=2, max_length=1224, description="sts:ExternalId, if required."
+    )
 
 
 def default_playbooks_dir() -> Path:
@@ -91,6 +120,50 @@ class Settings(BaseModel):
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL used in links to reports."
     )
+    account_roles: dict[str, AccountRole] = Field(
+        default_factory=dict,
+        description="Per managed account, the role to assume there (JSON object).",
+    )
+    protected_principals: tuple[str, ...] = Field(
+        (),
+        description="IAM user or role names acted on only after a person approves.",
+    )
+    protected_tag: str = Field(
+        "responder:protected",
+        description="Tag key that marks a user or role as protected.",
+    )
+    aws_webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret EventBridge API destinations send."
+    )
+    aws_webhook_header: str = Field(
+        "x-responder-token",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Header that carries the EventBridge shared secret.",
+    )
+    health_risk_codes: tuple[str, ...] = Field(
+        DEFAULT_HEALTH_RISK_CODES,
+        description="AWS Health RISK event codes that mean a key is exposed.",
+    )
+    sns_topic_arns: tuple[str, ...] = Field(
+        (), description="SNS topics whose messages and subscriptions are accepted."
+    )
+    sns_max_age_seconds: int = Field(
+        3600, ge=60, le=86_400, description="Older signed SNS messages are replays."
+    )
+    scanner_hmac_secret: SecretStr | None = Field(
+        None, description="Shared HMAC secret for scanners posting partner format."
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="Slack-compatible incoming webhook for notifications."
+    )
+    resolve_github_alerts: bool = Field(
+        True, description="Resolve the GitHub alert as revoked after containment."
+    )
+
+    @property
+    def all_managed_accounts(self) -> tuple[str, ...]:
+        """Return every account the responder may act in (empty: only its own)."""
+        return tuple(dict.fromkeys([*self.managed_accounts, *self.account_roles]))
 
     @classmethod
     def from_env(
@@ -111,7 +184,12 @@ class Settings(BaseModel):
             if field not in known:
                 msg = f"unknown setting {name}; known: {_env_names(known)}"
                 raise ConfigError(msg)
-            values[field] = _split(raw) if field in _LIST_FIELDS else raw
+            if field in _LIST_FIELDS:
+                values[field] = _split(raw)
+            elif field in _JSON_FIELDS:
+                values[field] = _json(name, raw)
+            else:
+                values[field] = raw
         values.update(overrides)
 
         try:
@@ -145,13 +223,50 @@ class Settings(BaseModel):
                 problems.append(
                     f"{PREFIX}{name.upper()} must be at least 16 characters"
                 )
+        for account, role in self.account_roles.items():
+            match = _ROLE_ARN.match(role.role_arn)
+            if not _ACCOUNT_ID.match(account):
+                problems.append(
+                    f"{PREFIX}ACCOUNT_ROLES: {account!r} is not a 12-digit account ID"
+                )
+            elif match is None or match.group(1) != account:
+                problems.append(
+                    f"{PREFIX}ACCOUNT_ROLES: role for {account} must be an IAM role"
+                    f" ARN in that account (got {role.role_arn!r})"
+                )
+        problems.extend(
+            f"{PREFIX}SNS_TOPIC_ARNS: {arn!r} is not an SNS topic ARN"
+            for arn in self.sns_topic_arns
+            if not _TOPIC_ARN.match(arn)
+        )
+        for name in ("aws_webhook_secret", "scanner_hmac_secret"):
+            value = getattr(self, name)
+            if value is not None and len(value.get_secret_value()) < 16:
+                problems.append(
+                    f"{PREFIX}{name.upper()} must be at least 16 characters"
+                )
         if self.report_start is not None and self.report_start.tzinfo is None:
             problems.append(f"{PREFIX}REPORT_START needs a timezone (end it with Z)")
         if problems:
             raise ConfigError("; ".join(problems))
 
 
-_LIST_FIELDS = {"managed_accounts", "regions"}
+_LIST_FIELDS = {
+    "managed_accounts",
+    "regions",
+    "protected_principals",
+    "health_risk_codes",
+    "sns_topic_arns",
+}
+_JSON_FIELDS = {"account_roles"}
+
+
+def _json(name: str, raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        msg = f"{name} must be JSON: {exc.msg} at character {exc.pos}"
+        raise ConfigError(msg) from None
 
 
 def _split(raw: str) -> tuple[str, ...]:

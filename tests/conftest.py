@@ -81,9 +81,27 @@ def make_services(settings: Settings, gateway: AwsGateway) -> Any:
     """Build the service's parts with a fake GitHub lookup; stopped at teardown."""
     built: list[Services] = []
 
-    def make(lookup: Any = None, **overrides: Any) -> Services:
-        chosen = settings.model_copy(update=overrides) if overrides else settings
-        services = build_services(chosen, gateway=gateway, alert_lookup=lookup)
+    def make(
+        lookup: Any = None,
+        *,
+        notifier: Any = None,
+        resolver: Any = None,
+        http_transport: Any = None,
+        **overrides: Any,
+    ) -> Services:
+        chosen = (
+            Settings.model_validate({**settings.model_dump(), **overrides})
+            if overrides
+            else settings
+        )
+        services = build_services(
+            chosen,
+            gateway=gateway,
+            alert_lookup=lookup,
+            alert_resolver=resolver,
+            notifier=notifier,
+            http_transport=http_transport,
+        )
         services.runner._sleep = lambda _s: None
         built.append(services)
         return services

@@ -128,7 +128,7 @@ class AwsGateway:
         self.endpoint_url = endpoint_url
         self.max_attempts = max_attempts
         self._session = session or boto3.Session()
-        self._sleep = sleep
+        self.sleep = sleep
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         # Tenacity owns retries, so botocore must not retry underneath it.
@@ -178,7 +178,7 @@ class AwsGateway:
             operation=operation,
             max_attempts=self.max_attempts,
             idempotent=idempotent,
-            sleep=self._sleep,
+            sleep=self.sleep,
         )
         started = time.perf_counter()
 

@@ -106,6 +106,49 @@ def create_incident(
     )
 
 
+class ApprovalCreate(BaseModel):
+    """A person's approval of the step an incident waits on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approver: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Who approves (recorded in the timeline).",
+    )
+    note: str = Field("", max_length=1000, description="Why, for the timeline.")
+
+
+@router.post(
+    "/incidents/{incident_id}/approve",
+    summary="Approve the step an incident waits on",
+    responses={404: {}, 409: {"description": "the incident is not waiting"}},
+)
+def approve_incident(
+    request: Request, incident_id: str, body: ApprovalCreate
+) -> JSONResponse:
+    """Record who approved, then let the incident's playbook go on."""
+    engine = request.app.state.engine
+    try:
+        incident = engine.approve_flow(
+            incident_id, approver=body.approver, note=body.note
+        )
+    except LookupError:
+        raise HTTPException(
+            404, detail=[{"msg": f"no incident {incident_id}", "type": "not_found"}]
+        ) from None
+    except ValueError as exc:
+        raise HTTPException(
+            409, detail=[{"msg": str(exc), "type": "conflict"}]
+        ) from None
+
+    return JSONResponse(
+        {"incident": incident.to_dict(), "links": _links(request, incident_id)},
+        status_code=202,
+    )
+
+
 @router.get("/incidents", summary="List incidents, newest first")
 def list_incidents(
     request: Request,

@@ -13,7 +13,18 @@ from responder.playbooks.models import Playbook
 
 __all__ = ["SIGNAL_SOURCES", "load_playbooks", "select_playbook"]
 
-SIGNAL_SOURCES = frozenset({"github", "manual"})
+SIGNAL_SOURCES = frozenset(
+    {
+        "github",
+        "manual",
+        "guardduty",
+        "health",
+        "trustedadvisor",
+        "partner",
+        "scanner",
+        "trace",
+    }
+)
 
 
 def load_playbooks(directory: Path) -> dict[str, Playbook]:
@@ -48,17 +59,24 @@ def load_playbooks(directory: Path) -> dict[str, Playbook]:
     return playbooks
 
 
-def select_playbook(playbooks: dict[str, Playbook], source: str) -> Playbook:
-    """Return the first playbook (by name) that applies to a signal `source`.
+def select_playbook(
+    playbooks: dict[str, Playbook], source: str, access_key_id: str
+) -> Playbook:
+    """Return the first playbook (by name) for a signal `source` and key type.
+
+    `ASIA` keys are temporary, every other key long-term.
 
     Raises:
-        PlaybookValidationError: no playbook applies to `source`.
+        PlaybookValidationError: no playbook applies.
     """
+    key_type = "temporary" if access_key_id.startswith("ASIA") else "long-term"
     for name in sorted(playbooks):
-        if source in playbooks[name].signals:
-            return playbooks[name]
+        playbook = playbooks[name]
+        if source in playbook.signals and key_type in playbook.keys:
+            return playbook
 
-    raise PlaybookValidationError([f"no playbook applies to {source!r} signals"])
+    msg = f"no playbook applies to {source!r} signals for {key_type} keys"
+    raise PlaybookValidationError([msg])
 
 
 def _parse(path: Path, problems: list[str]) -> Playbook | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,10 @@ class StepSpec(BaseModel):
     always: bool = Field(
         False, description="Run even when an earlier step ended the playbook."
     )
+    approval: bool | None = Field(
+        None,
+        description="Wait for POST /approve first; unset means the action's default.",
+    )
 
 
 class Playbook(BaseModel):
@@ -38,4 +42,9 @@ class Playbook(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     signals: tuple[str, ...] = Field(min_length=1)
+    keys: tuple[Literal["long-term", "temporary"], ...] = Field(
+        ("long-term",),
+        min_length=1,
+        description="Key types answered: long-term (AKIA) and/or temporary (ASIA).",
+    )
     steps: tuple[StepSpec, ...] = Field(min_length=1)

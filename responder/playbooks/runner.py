@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from responder._time import Clock, utcnow
+from responder.aws.accounts import AccountRouter
 from responder.aws.actions import REGISTRY, ActionContext, StepResult
 from responder.aws.actions.sts import AccessKeyResolve
 from responder.aws.session import AwsGateway
@@ -24,6 +25,10 @@ __all__ = ["PlaybookRunner", "StepCallback"]
 log = structlog.get_logger(__name__)
 
 StepCallback = Callable[[StepRecord], None]
+RelatedKeyHook = Callable[[str, str], str | None]
+
+# Halts that only a person can act on: the incident is escalated, not dropped.
+_ESCALATED_OUTCOMES = frozenset({"root_key", "root_session"})
 
 _DONE = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.BLOCKED, StepStatus.PLANNED}
@@ -47,11 +52,14 @@ class PlaybookRunner:
         playbooks: dict[str, Playbook],
         clock: Clock = utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        accounts: AccountRouter | None = None,
     ) -> None:
         self.store = store
         self.gateway = gateway
         self.settings = settings
         self.playbooks = playbooks
+        self.accounts = accounts or AccountRouter(settings=settings, home=gateway)
+        self.open_related: RelatedKeyHook | None = None
         self._clock = clock
         self._sleep = sleep
         self._locks: dict[str, threading.Lock] = {}
@@ -104,6 +112,9 @@ class PlaybookRunner:
                 continue
 
             outputs = {r.name: r.outputs for r in current if r.status in _DONE}
+            wait = self._approval_needed(incident, spec, outputs)
+            if wait is not None:
+                return self._await_approval(incident, record, wait, started)
             result = self._run_step(incident, spec, record, memory, outputs)
             self._finish(record, result, on_step)
             if result.halt is not None:
@@ -128,6 +139,57 @@ class PlaybookRunner:
         )
 
         return final
+
+    def _approval_needed(
+        self,
+        incident: Incident,
+        spec: StepSpec,
+        outputs: dict[str, dict[str, Any]],
+    ) -> str | None:
+        """Return why this step must wait for a person, or `None` to run it now."""
+        if incident.dry_run or incident.approved_at is not None:
+            return None
+        action = REGISTRY[spec.action]
+        required = spec.approval
+        if required is None:
+            required = action.approval_by_default
+        if required:
+            return f"step {spec.name} ({spec.action}) needs a person's approval"
+        protected = outputs.get("resolve", {}).get("protected")
+        if protected and action.mutates and spec.approval is not False:
+            return f"{protected}: a person must approve step {spec.name}"
+
+        return None
+
+    def _await_approval(
+        self, incident: Incident, record: StepRecord, reason: str, started: float
+    ) -> Incident:
+        self.store.update_step(
+            incident_id=incident.id,
+            position=record.position,
+            status=StepStatus.AWAITING_APPROVAL,
+            message=reason,
+        )
+        waiting = self.store.update_incident(
+            incident_id=incident.id,
+            status=IncidentStatus.AWAITING_APPROVAL,
+            summary=f"waiting for approval: {reason}",
+        )
+        self.store.add_timeline(
+            incident_id=incident.id,
+            event="approval_needed",
+            description=reason,
+            details={"step": record.name},
+        )
+        self._memory.pop(incident.id, None)
+        log.warning(
+            "playbook_awaiting_approval",
+            step=record.name,
+            reason=reason,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+        return waiting
 
     def _reopen_volatile(
         self,
@@ -175,12 +237,15 @@ class PlaybookRunner:
     ) -> StepResult:
         action_cls = REGISTRY[spec.action]
         action = action_cls(action_cls.Options.model_validate(spec.options))
+        gateway = self.gateway
+        if incident.account_id and self.accounts.is_managed(incident.account_id):
+            gateway = self.accounts.gateway_for(incident.account_id)
         ctx = ActionContext(
             incident=incident,
             step_name=spec.name,
             position=record.position,
             settings=self.settings,
-            gateway=self.gateway,
+            gateway=gateway,
             store=self.store,
             dry_run=incident.dry_run,
             outputs=outputs,
@@ -189,6 +254,8 @@ class PlaybookRunner:
             checkpoint_state=dict(record.checkpoint),
             now=self._clock,
             sleep=self._sleep,
+            accounts=self.accounts,
+            open_related=self.open_related,
         )
         self.store.update_step(
             incident_id=incident.id,
@@ -273,9 +340,14 @@ class PlaybookRunner:
             f"{r.name} ({r.status.value}: {r.message})"
             for r in records
             if r.status not in {StepStatus.SUCCEEDED, StepStatus.PLANNED}
+            and not r.outputs.get("not_applicable")
         ]
 
-        if halt is not None:
+        severity = incident.severity
+        if halt is not None and halt[0] in _ESCALATED_OUTCOMES:
+            status, outcome, summary = IncidentStatus.ESCALATED, halt[0], halt[1]
+            severity = "critical"
+        elif halt is not None:
             status, outcome, summary = IncidentStatus.NOT_ACTIONABLE, halt[0], halt[1]
         elif critical_failed:
             status = IncidentStatus.FAILED
@@ -284,6 +356,13 @@ class PlaybookRunner:
         elif incident.dry_run:
             status, outcome = IncidentStatus.COMPLETED, "dry_run"
             summary = "dry run: nothing was changed in AWS"
+        elif not not_done and incident.access_key_id.startswith("ASIA"):
+            status, outcome = IncidentStatus.COMPLETED, "sessions_revoked"
+            summary = "temporary key contained: " + "; ".join(
+                str(r.message)
+                for r in records
+                if r.status is StepStatus.SUCCEEDED and REGISTRY[r.action].mutates
+            )
         elif not not_done:
             status, outcome = IncidentStatus.COMPLETED, "contained_and_rotated"
             summary = "key contained, sessions revoked, replacement stored"
@@ -298,6 +377,7 @@ class PlaybookRunner:
             status=status,
             outcome=outcome,
             summary=summary,
+            severity=severity,
             finished_at=self._clock(),
         )
         self.store.add_timeline(

@@ -31,6 +31,8 @@ __all__ = [
     "RegionPacer",
     "Window",
     "enabled_regions",
+    "find_minting_record",
+    "minted_key",
     "read_lookup_events",
     "read_trail_files",
     "record_from_lookup_item",
@@ -494,6 +496,64 @@ def select_records(
         selected.append(scrub_secrets(record))
 
     return selected
+
+
+def find_minting_record(
+    source: str, access_key_id: str, *, s3_call: _ObjectCall | None = None
+) -> dict[str, Any] | None:
+    """Return the record whose response handed out `access_key_id`, or `None`.
+
+    That is the `AssumeRole`, `GetSessionToken` or `GetFederationToken` call
+    whose `responseElements.credentials.accessKeyId` is the key: its
+    `userIdentity` says who minted the session. Only files whose bytes mention
+    the key are parsed; unreadable files are skipped (logged).
+    """
+    needle = access_key_id.encode()
+    try:
+        for name, data, failure in _iter_blobs(source, s3_call):
+            if failure is not None:
+                log.warning("trail_file_unreadable", file=name, reason=failure)
+                continue
+            if data[:2] == _GZIP_MAGIC:
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, zlib.error):
+                    log.warning("trail_file_unreadable", file=name, reason="gzip")
+                    continue
+            if needle not in data:
+                continue
+            for record in _records_of(data):
+                if minted_key(record) == access_key_id:
+                    return scrub_secrets(record)
+    except _SourceUnreadable as exc:
+        log.warning("trail_source_incomplete", source=source, reason=str(exc))
+
+    return None
+
+
+def minted_key(record: dict[str, Any]) -> str | None:
+    """Return the temporary key ID a record's response handed out, if any."""
+    response = record.get("responseElements")
+    if not isinstance(response, dict):
+        return None
+    credentials = response.get("credentials")
+    if not isinstance(credentials, dict):
+        return None
+    key = credentials.get("accessKeyId")
+
+    return key if isinstance(key, str) else None
+
+
+def _records_of(data: bytes) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return []
+    records = document.get("Records") if isinstance(document, dict) else None
+    if not isinstance(records, list):
+        return []
+
+    return [record for record in records if isinstance(record, dict)]
 
 
 class _SourceUnreadable(Exception):

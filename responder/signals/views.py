@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from responder.exceptions import (
+    ExternalServiceError,
+    SignalForbidden,
     SignalMalformed,
     SignalRejected,
     WebhookSignatureInvalid,
 )
 from responder.incidents.flows import SignalOutcome
+from responder.signals.aws import parse_aws_events
 from responder.signals.github import parse_alert, parse_delivery, verify_signature
+from responder.signals.models import ExposureSignal
+from responder.signals.partner import (
+    PartnerKeyStore,
+    feedback,
+    match_signals,
+    parse_matches,
+    verify_partner_signature,
+    verify_scanner_signature,
+)
+from responder.signals.sns import (
+    NOTIFICATION,
+    SUBSCRIPTION_CONFIRMATION,
+    SnsEnvelope,
+    SnsVerifier,
+    SubscriptionConfirmer,
+    parse_envelope,
+    topic_allowed,
+)
 from responder.store.models import SignalStatus
 
-__all__ = ["read_body", "router"]
+__all__ = ["Intake", "read_body", "router"]
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +55,27 @@ class BodyTooLarge(SignalRejected):
     """Raised when a request body is larger than `RESPONDER_MAX_BODY_BYTES`."""
 
     status_code = 413
+
+
+class EndpointDisabled(SignalRejected):
+    """Raised when an endpoint's settings are missing, so nothing can be verified."""
+
+    status_code = 404
+
+
+class PeerUnavailable(SignalRejected):
+    """Raised when a certificate or key needed to verify could not be fetched."""
+
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the AWS and scanner endpoints verify with; shared by every request."""
+
+    sns_verifier: SnsVerifier
+    sns_confirmer: SubscriptionConfirmer
+    partner_keys: PartnerKeyStore
 
 
 async def read_body(request: Request) -> bytes:
@@ -106,6 +154,219 @@ async def github_webhook(
     )
 
     return _answer(outcome, 200 if reason else 202)
+
+
+@router.post(
+    "/webhooks/aws",
+    status_code=202,
+    summary="EventBridge events (GuardDuty, Health) from an API destination",
+    responses={401: {"description": "shared secret missing or wrong"}, 413: {}},
+)
+async def aws_webhook(
+    request: Request, body: Annotated[bytes, Depends(read_body)]
+) -> JSONResponse:
+    """Verify the shared secret, record every signal in the event, acknowledge."""
+    settings = request.app.state.settings
+    if settings.aws_webhook_secret is None:
+        msg = "the AWS endpoint is off: set RESPONDER_AWS_WEBHOOK_SECRET to enable it"
+        raise EndpointDisabled(msg)
+
+    header = settings.aws_webhook_header
+    given = request.headers.get(header)
+    if not _secret_matches(given, settings.aws_webhook_secret.get_secret_value()):
+        log.warning("webhook_rejected", source="aws", reason="shared_secret")
+        msg = f"missing or wrong {header} header"
+        raise WebhookSignatureInvalid(msg)
+    exposures = parse_aws_events(
+        _json(body), health_codes=frozenset(settings.health_risk_codes)
+    )
+
+    return _accept(request, exposures)
+
+
+@router.post(
+    "/webhooks/sns",
+    status_code=202,
+    summary="The same AWS events through an SNS topic (HTTPS subscription)",
+    responses={401: {}, 403: {"description": "topic not allowed"}, 413: {}},
+)
+async def sns_webhook(
+    request: Request, body: Annotated[bytes, Depends(read_body)]
+) -> JSONResponse:
+    """Verify SNS's signature, confirm allowed subscriptions, unwrap messages."""
+    settings = request.app.state.settings
+    intake: Intake = request.app.state.intake
+    if not settings.sns_topic_arns:
+        msg = "the SNS endpoint is off: list topics in RESPONDER_SNS_TOPIC_ARNS"
+        raise EndpointDisabled(msg)
+
+    envelope = parse_envelope(body, request.headers)
+    # Cheap and local first: a topic we do not accept costs no certificate fetch.
+    if not topic_allowed(envelope.topic_arn, settings.sns_topic_arns):
+        log.warning(
+            "webhook_rejected", source="sns", reason="topic", topic=envelope.topic_arn
+        )
+        msg = f"topic {envelope.topic_arn} is not in RESPONDER_SNS_TOPIC_ARNS"
+        raise SignalForbidden(msg)
+    try:
+        if envelope.raw:
+            _check_raw_delivery(request, settings)
+        else:
+            await run_in_threadpool(intake.sns_verifier.verify, envelope)
+    except WebhookSignatureInvalid:
+        log.warning("webhook_rejected", source="sns", reason="signature")
+        raise
+    except ExternalServiceError as exc:
+        msg = f"cannot verify now ({exc}); SNS will retry"
+        raise PeerUnavailable(msg) from None
+
+    if envelope.type == SUBSCRIPTION_CONFIRMATION:
+        return await _confirm(intake, envelope)
+    if envelope.type != NOTIFICATION:
+        log.warning("sns_unsubscribed", topic=envelope.topic_arn)
+        return JSONResponse({"status": "noted", "type": envelope.type}, 200)
+
+    return _accept(request, _sns_exposures(envelope, settings))
+
+
+@router.post(
+    "/webhooks/secret-scanning",
+    summary="Scanner findings in GitHub's secret-scanning partner format",
+    responses={401: {}, 413: {}, 503: {"description": "GitHub keys unavailable"}},
+)
+async def secret_scanning_webhook(
+    request: Request, body: Annotated[bytes, Depends(read_body)]
+) -> JSONResponse:
+    """Verify GitHub's ECDSA or a scanner's HMAC, record each match, give feedback."""
+    settings = request.app.state.settings
+    intake: Intake = request.app.state.intake
+    headers = request.headers
+
+    if "github-public-key-signature" in headers:
+        source = "partner"
+        try:
+            await run_in_threadpool(
+                verify_partner_signature, body, headers, intake.partner_keys
+            )
+        except WebhookSignatureInvalid:
+            log.warning("webhook_rejected", source=source, reason="signature")
+            raise
+        except ExternalServiceError as exc:
+            msg = f"cannot verify now ({exc}); send again later"
+            raise PeerUnavailable(msg) from None
+    elif "x-responder-signature-256" in headers:
+        source = "scanner"
+        if settings.scanner_hmac_secret is None:
+            msg = "HMAC-signed posts are off: set RESPONDER_SCANNER_HMAC_SECRET"
+            raise WebhookSignatureInvalid(msg)
+        secret = settings.scanner_hmac_secret.get_secret_value().encode()
+        try:
+            verify_scanner_signature(body, headers["x-responder-signature-256"], secret)
+        except WebhookSignatureInvalid:
+            log.warning("webhook_rejected", source=source, reason="signature")
+            raise
+    else:
+        msg = (
+            "unsigned: send Github-Public-Key-Identifier and"
+            " Github-Public-Key-Signature, or X-Responder-Signature-256"
+        )
+        raise WebhookSignatureInvalid(msg)
+
+    matches = parse_matches(body)
+    engine = request.app.state.engine
+    for exposure in match_signals(matches, source=source):
+        engine.exposure_received_flow(exposure)
+
+    return JSONResponse(feedback(matches), 200)
+
+
+def _secret_matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _check_raw_delivery(request: Request, settings: Any) -> None:
+    """Authenticate an unsigned raw delivery by the endpoint URL's basic auth."""
+    secret = settings.aws_webhook_secret
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    password = None
+    if scheme.lower() == "basic":
+        try:
+            password = (
+                base64.b64decode(encoded, validate=True).decode().partition(":")[2]
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            password = None
+    if secret is None or not _secret_matches(password, secret.get_secret_value()):
+        msg = (
+            "raw message delivery is unsigned: subscribe https://user:<the"
+            " RESPONDER_AWS_WEBHOOK_SECRET>@host/webhooks/sns, or turn raw delivery off"
+        )
+        raise WebhookSignatureInvalid(msg)
+
+
+async def _confirm(intake: Intake, envelope: SnsEnvelope) -> JSONResponse:
+    try:
+        arn = await run_in_threadpool(intake.sns_confirmer.confirm, envelope)
+    except ExternalServiceError as exc:
+        msg = f"subscription not confirmed ({exc}); SNS will retry"
+        raise PeerUnavailable(msg) from None
+    log.info("sns_subscription_confirmed", topic=envelope.topic_arn, subscription=arn)
+
+    return JSONResponse({"status": "subscribed", "subscription_arn": arn}, 200)
+
+
+def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]:
+    try:
+        payload = json.loads(envelope.message)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict | list):
+        return [
+            ExposureSignal(
+                source="sns",
+                delivery_id=envelope.message_id,
+                kind="sns.not_json",
+                status=SignalStatus.IGNORED,
+                reason="ignored: the SNS message is not a JSON event",
+                details=envelope.details(),
+            )
+        ]
+
+    return parse_aws_events(payload, health_codes=frozenset(settings.health_risk_codes))
+
+
+def _json(body: bytes) -> Any:
+    """Parse a verified body as JSON (an object or an array)."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"body is not JSON: {getattr(exc, 'msg', exc)}"
+        raise SignalMalformed(msg) from None
+    except (RecursionError, ValueError):
+        msg = "body is JSON this service will not parse (too deeply nested or huge)"
+        raise SignalMalformed(msg) from None
+
+
+def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
+    """Store every signal, then answer: 202 if any opened work, else 200."""
+    engine = request.app.state.engine
+    outcomes = [engine.exposure_received_flow(exposure) for exposure in exposures]
+    answers = [
+        {
+            "signal_id": outcome.signal.id,
+            "status": "duplicate" if outcome.duplicate else outcome.signal.status.value,
+            "reason": outcome.signal.reason,
+            "access_key_id": outcome.signal.access_key_id,
+            "incident_id": outcome.signal.incident_id,
+        }
+        for outcome in outcomes
+    ]
+    acted = any(
+        not outcome.duplicate and outcome.signal.status is SignalStatus.ACCEPTED
+        for outcome in outcomes
+    )
+
+    return JSONResponse({"signals": answers}, status_code=202 if acted else 200)
 
 
 def _answer(outcome: SignalOutcome, status_code: int) -> JSONResponse:

@@ -26,18 +26,20 @@ class SignalStatus(StrEnum):
     ACCEPTED = "accepted"  # names a key; attached to an incident
     IGNORED = "ignored"  # recorded, not acted on (the reason says why)
     NEEDS_KEY_ID = "needs_key_id"  # the key ID is still being looked up
-    NEEDS_PERSON = "needs_person"  # the alert names no key ID: a person must find it
+    NEEDS_PERSON = "needs_person"  # the signal names no key ID: a person must find it
 
 
 class IncidentStatus(StrEnum):
-    """Where an incident stands; the last four are final."""
+    """Where an incident stands; the last five are final."""
 
     RECEIVED = "received"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # a person must approve the next step
     COMPLETED = "completed"
     PARTIAL = "partial"
     FAILED = "failed"
     NOT_ACTIONABLE = "not_actionable"
+    ESCALATED = "escalated"  # only a person can act (a root key)
 
 
 TERMINAL_STATUSES = frozenset(
@@ -46,6 +48,7 @@ TERMINAL_STATUSES = frozenset(
         IncidentStatus.PARTIAL,
         IncidentStatus.FAILED,
         IncidentStatus.NOT_ACTIONABLE,
+        IncidentStatus.ESCALATED,
     }
 )
 
@@ -60,6 +63,7 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
     BLOCKED = "blocked"  # could not be done safely; a person must act
     PLANNED = "planned"  # dry run: what the step would have done
+    AWAITING_APPROVAL = "awaiting_approval"  # waits for POST .../approve
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class Signal:
     details: dict[str, Any]
     lookup_attempts: int = 0
     next_lookup_at: datetime | None = None
+    seen_count: int = 1
+    last_seen_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -103,6 +109,11 @@ class Incident:
     contained_at: datetime | None = None
     finished_at: datetime | None = None
     signal_count: int = 1
+    severity: str = "high"
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    last_signal_at: datetime | None = None
+    sightings: int = 1
 
     @property
     def is_final(self) -> bool:

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS signals (
     details TEXT NOT NULL,
     lookup_attempts INTEGER NOT NULL DEFAULT 0,
     next_lookup_at TEXT,
+    seen_count INTEGER NOT NULL DEFAULT 1,
+    last_seen_at TEXT,
     UNIQUE (source, delivery_id)
 );
 CREATE INDEX IF NOT EXISTS signals_by_status ON signals(status);
@@ -66,7 +68,12 @@ CREATE TABLE IF NOT EXISTS incidents (
     key_type TEXT,
     contained_at TEXT,
     finished_at TEXT,
-    signal_count INTEGER NOT NULL DEFAULT 1
+    signal_count INTEGER NOT NULL DEFAULT 1,
+    severity TEXT NOT NULL DEFAULT 'high',
+    approved_by TEXT,
+    approved_at TEXT,
+    last_signal_at TEXT,
+    sightings INTEGER NOT NULL DEFAULT 1
 );
 -- One open (non dry-run) incident per key: the database, not the code, holds the line.
 CREATE UNIQUE INDEX IF NOT EXISTS one_incident_per_key
@@ -124,9 +131,32 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 """
 
+_UNFINISHED = (
+    IncidentStatus.RECEIVED.value,
+    IncidentStatus.RUNNING.value,
+    IncidentStatus.AWAITING_APPROVAL.value,
+)
+
+# Columns added after the first release, with their definitions: an older
+# database gets them at open.
+_ADDED_COLUMNS = {
+    "signals": {
+        "seen_count": "INTEGER NOT NULL DEFAULT 1",
+        "last_seen_at": "TEXT",
+    },
+    "incidents": {
+        "severity": "TEXT NOT NULL DEFAULT 'high'",
+        "approved_by": "TEXT",
+        "approved_at": "TEXT",
+        "last_signal_at": "TEXT",
+        "sightings": "INTEGER NOT NULL DEFAULT 1",
+    },
+}
+
 _INCIDENT_FIELDS = frozenset(
     {
         "status",
+        "severity",
         "outcome",
         "summary",
         "account_id",
@@ -170,6 +200,18 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {
+                row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")
+            }
+            for name, definition in columns.items():
+                if name not in present:
+                    self._db.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                    )
 
     def close(self) -> None:
         """Close the database connection."""
@@ -234,6 +276,41 @@ class Store:
             ).fetchone()
 
         return _signal(row), created
+
+    def record_repeat(
+        self, *, signal_id: str, details: dict[str, Any]
+    ) -> tuple[Signal, Incident | None]:
+        """Count one more sighting of a stored signal and merge its new details.
+
+        Returns:
+            The updated signal and its incident (also updated), if it has one.
+        """
+        now = _ts(self._clock())
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT details, incident_id FROM signals WHERE id = ?", (signal_id,)
+            ).fetchone()
+            merged = {**json.loads(row["details"]), **details}
+            db.execute(
+                "UPDATE signals SET details = ?, seen_count = seen_count + 1,"
+                " last_seen_at = ? WHERE id = ?",
+                (json.dumps(merged), now, signal_id),
+            )
+            incident_row = None
+            if row["incident_id"]:
+                db.execute(
+                    "UPDATE incidents SET sightings = sightings + 1,"
+                    " last_signal_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, row["incident_id"]),
+                )
+                incident_row = db.execute(
+                    "SELECT * FROM incidents WHERE id = ?", (row["incident_id"],)
+                ).fetchone()
+            signal_row = db.execute(
+                "SELECT * FROM signals WHERE id = ?", (signal_id,)
+            ).fetchone()
+
+        return _signal(signal_row), _incident(incident_row) if incident_row else None
 
     def get_signal(self, *, signal_id: str) -> Signal | None:
         """Return the signal with this ID, or `None`."""
@@ -328,13 +405,15 @@ class Store:
                 incident_id = f"inc_{uuid.uuid4().hex[:16]}"
                 db.execute(
                     "INSERT INTO incidents (id, access_key_id, status, playbook,"
-                    " dry_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " dry_run, created_at, updated_at, last_signal_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         incident_id,
                         access_key_id,
                         IncidentStatus.RECEIVED.value,
                         playbook,
                         int(dry_run),
+                        _ts(now),
                         _ts(now),
                         _ts(now),
                     ),
@@ -344,8 +423,9 @@ class Store:
                 incident_id = str(row["id"])
                 db.execute(
                     "UPDATE incidents SET signal_count = signal_count + 1,"
-                    " updated_at = ? WHERE id = ?",
-                    (_ts(now), incident_id),
+                    " sightings = sightings + 1, last_signal_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    (_ts(now), _ts(now), incident_id),
                 )
             db.execute(
                 "UPDATE signals SET incident_id = ?, access_key_id = ?, status = ?"
@@ -380,6 +460,68 @@ class Store:
             )
 
         return [_incident(row) for row in rows]
+
+    def approve_incident(self, *, incident_id: str, approver: str) -> Incident | None:
+        """Record an approval of an incident that waits for one.
+
+        Returns:
+            The incident, back in `received` so its playbook goes on; `None` when it
+            was not awaiting approval (approving twice changes nothing).
+        """
+        now = _ts(self._clock())
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE incidents SET status = ?, approved_by = ?, approved_at = ?,"
+                " updated_at = ? WHERE id = ? AND status = ?",
+                (
+                    IncidentStatus.RECEIVED.value,
+                    approver,
+                    now,
+                    now,
+                    incident_id,
+                    IncidentStatus.AWAITING_APPROVAL.value,
+                ),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = db.execute(
+                "SELECT * FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+
+        return _incident(row)
+
+    def reopen_incident(
+        self, *, incident_id: str, positions: list[int]
+    ) -> Incident | None:
+        """Put a finished incident back to `received` and its given steps to pending.
+
+        Returns:
+            The reopened incident, or `None` if it was not finished (a concurrent
+            reopen, or a run still going), so one reopen wins.
+        """
+        now = _ts(self._clock())
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE incidents SET status = ?, outcome = NULL, finished_at = NULL,"
+                " updated_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)",
+                (IncidentStatus.RECEIVED.value, now, incident_id, *_UNFINISHED),
+            )
+            if cursor.rowcount != 1:
+                return None
+            db.executemany(
+                "UPDATE steps SET status = ?, started_at = NULL, finished_at = NULL,"
+                " message = NULL, error_code = NULL WHERE incident_id = ?"
+                " AND position = ?",
+                [
+                    (StepStatus.PENDING.value, incident_id, position)
+                    for position in positions
+                ],
+            )
+            row = db.execute(
+                "SELECT * FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+
+        return _incident(row)
 
     def list_unfinished_incidents(self) -> list[Incident]:
         """Return incidents whose playbook has not finished, oldest first."""
@@ -616,6 +758,8 @@ def _signal(row: sqlite3.Row) -> Signal:
         details=json.loads(row["details"]),
         lookup_attempts=row["lookup_attempts"],
         next_lookup_at=_dt(row["next_lookup_at"]),
+        seen_count=row["seen_count"],
+        last_seen_at=_dt(row["last_seen_at"]),
     )
 
 
@@ -636,6 +780,11 @@ def _incident(row: sqlite3.Row) -> Incident:
         contained_at=_dt(row["contained_at"]),
         finished_at=_dt(row["finished_at"]),
         signal_count=row["signal_count"],
+        severity=row["severity"],
+        approved_by=row["approved_by"],
+        approved_at=_dt(row["approved_at"]),
+        last_signal_at=_dt(row["last_signal_at"]),
+        sightings=row["sightings"],
     )
 
 

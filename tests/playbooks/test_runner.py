@@ -178,15 +178,16 @@ class TestNotActionable:
         assert world.keys() == {world.exposed: "Active"}
         assert steps(services, incident.id)["report"].status is StepStatus.SKIPPED
 
-    def test_temporary_key_ends_with_report(self, world, make_services):
-        """An ASIA key is not deactivated; the report still runs."""
+    def test_temporary_key_without_lead_ends_with_report(self, world, make_services):
+        """An ASIA key nobody can place is not actionable; the report still runs."""
         services = make_services()
 
         incident = services.runner.run(open_incident(services, "ASIAZZZZZZZZZZZZZZZZ"))
 
-        assert incident.outcome == "temporary_key"
+        assert incident.playbook == "contain-temporary-key"
+        assert incident.outcome == "owner_unknown"
         recorded = steps(services, incident.id)
-        assert recorded["deactivate"].status is StepStatus.SKIPPED
+        assert recorded["revoke-role-sessions"].status is StepStatus.SKIPPED
         assert recorded["report"].status is StepStatus.SUCCEEDED
 
 

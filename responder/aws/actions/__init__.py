@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from responder.aws.actions.base import Action, ActionContext, Halt, StepResult
-from responder.aws.actions.cloudtrail import BlastRadiusReport
+from responder.aws.actions.cloudtrail import BlastRadiusReport, SessionOriginTrace
 from responder.aws.actions.iam import (
     AccessKeyDeactivate,
     AccessKeyRotate,
+    RoleSessionsRevoke,
     UserSessionsRevoke,
 )
 from responder.aws.actions.secretsmanager import ReplacementSecretStore
@@ -27,8 +28,10 @@ REGISTRY: dict[str, type[Action]] = {
         AccessKeyResolve,
         AccessKeyDeactivate,
         UserSessionsRevoke,
+        RoleSessionsRevoke,
         AccessKeyRotate,
         ReplacementSecretStore,
+        SessionOriginTrace,
         BlastRadiusReport,
     )
 }

@@ -14,6 +14,7 @@ from responder.aws.session import AwsCall, AwsGateway, is_mutating
 from responder.store.models import StepStatus
 
 if TYPE_CHECKING:
+    from responder.aws.accounts import AccountRouter
     from responder.config import Settings
     from responder.playbooks.models import Playbook, StepSpec
     from responder.store.models import Incident
@@ -76,7 +77,14 @@ class ActionContext:
     checkpoint_state: dict[str, Any]
     now: Callable[[], datetime]
     sleep: Callable[[float], None]
+    accounts: AccountRouter
+    # Opens (or joins) the incident of another key this one led to; returns its ID.
+    open_related: Callable[[str, str], str | None] | None = None
     request_ids: list[str] = field(default_factory=list)
+
+    def use_account(self, account_id: str) -> None:
+        """Make every later call of this step run with `account_id`'s credentials."""
+        self.gateway = self.accounts.gateway_for(account_id)
 
     def aws(
         self,
@@ -133,6 +141,13 @@ class Action(ABC):
     # Its result lives partly in `memory`: a resumed run must redo it if a later
     # step still needs that part.
     volatile: ClassVar[bool] = False
+    # It changes AWS: on a protected principal it waits for a person's approval.
+    mutates: ClassVar[bool] = False
+    # It waits for approval unless the playbook step says `approval: false`.
+    approval_by_default: ClassVar[bool] = False
+    # Done once it succeeded: a reopened incident does not repeat it (a second
+    # replacement key would only confuse the owner).
+    once_per_incident: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options

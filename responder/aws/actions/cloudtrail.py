@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -11,10 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from responder.aws.actions.base import Action, ActionContext, StepResult
 from responder.exceptions import AwsCallFailed
 from responder.reports import build_report, collect_events
-from responder.reports.sources import Window
+from responder.reports.sources import (
+    Window,
+    find_minting_record,
+    minted_key,
+    s3_caller,
+    scrub_secrets,
+)
 from responder.store.models import StepStatus
 
-__all__ = ["BlastRadiusReport", "trail_source"]
+__all__ = ["BlastRadiusReport", "SessionOriginTrace", "trail_source"]
+
+# How far back a chain of sessions is followed (a session that assumed a role that
+# assumed a role...) before the trace stops and says so.
+_MAX_CHAIN = 5
+# STS calls that hand out temporary keys, searched in LookupEvents by name.
+_MINTING_EVENTS = ("AssumeRole", "GetSessionToken", "GetFederationToken")
+_LOOKUP_PAGES = 20
 
 log = structlog.get_logger(__name__)
 
@@ -148,3 +162,130 @@ def _responder_actions(ctx: ActionContext) -> list[dict[str, Any]]:
         }
         for entry in ctx.store.list_audit(incident_id=ctx.incident.id)
     ]
+
+
+class SessionOriginTrace(Action):
+    """Find where a temporary key came from, and open the minting key's incident.
+
+    Looks for the `AssumeRole`, `GetSessionToken` or `GetFederationToken` record
+    whose response handed out the key, in the trail files and else in
+    LookupEvents (us-east-1, where global STS calls are recorded). If a long-term
+    key minted it, that key leaked too (or its holder is the attacker): its
+    incident is opened, or joined if it has one. A session minted by another
+    session is followed up to five links. Reads only::
+
+        - name: trace
+          action: session-origin-trace
+          needs: [resolve]
+    """
+
+    name = "session-origin-trace"
+    permissions = (
+        "cloudtrail:LookupEvents",
+        "cloudtrail:DescribeTrails",
+        "s3:ListBucket",
+        "s3:GetObject",
+    )
+
+    def run(self, ctx: ActionContext) -> StepResult:
+        """Return the chain of sessions that led to the key, oldest last."""
+        account_id = ctx.outputs.get("resolve", {}).get("account_id")
+        source = None
+        if account_id:
+            try:
+                source = trail_source(ctx, str(account_id))
+            except AwsCallFailed as exc:
+                log.warning("trail_lookup_failed", error_code=exc.error_code)
+        chain: list[dict[str, Any]] = []
+        current = ctx.incident.access_key_id
+
+        for _ in range(_MAX_CHAIN):
+            record = self._minting_record(ctx, current, source)
+            if record is None:
+                break
+            identity = record.get("userIdentity") or {}
+            caller = identity.get("accessKeyId")
+            chain.append(
+                {
+                    "access_key_id": current,
+                    "minted_by": caller,
+                    "event_name": record.get("eventName"),
+                    "event_time": record.get("eventTime"),
+                    "caller_type": identity.get("type"),
+                    "caller_arn": identity.get("arn"),
+                    "source_ip": record.get("sourceIPAddress"),
+                }
+            )
+            if not isinstance(caller, str) or not caller.startswith("ASIA"):
+                break
+            current = caller
+
+        origin = chain[-1]["minted_by"] if chain else None
+        outputs: dict[str, Any] = {"chain": chain, "origin_key": origin}
+        if not chain:
+            return StepResult(
+                StepStatus.SUCCEEDED,
+                "no record of the call that minted this session was found in the"
+                " trail or LookupEvents (90 days); its origin is unknown",
+                outputs=outputs,
+            )
+        message = " <- ".join(
+            f"{link['access_key_id']} ({link['event_name']} by"
+            f" {link['caller_arn'] or link['minted_by']})"
+            for link in chain
+        )
+        if isinstance(origin, str) and origin.startswith("AKIA"):
+            related = None
+            if ctx.open_related is not None and not ctx.dry_run:
+                related = ctx.open_related(
+                    origin,
+                    f"long-term key {origin} minted session"
+                    f" {ctx.incident.access_key_id} (incident {ctx.incident.id})",
+                )
+            outputs["origin_incident"] = related
+            message += f"; long-term key {origin} minted it"
+            message += f": incident {related}" if related else " (no incident opened)"
+
+        return StepResult(StepStatus.SUCCEEDED, message, outputs=outputs)
+
+    def _minting_record(
+        self, ctx: ActionContext, key_id: str, source: str | None
+    ) -> dict[str, Any] | None:
+        if source is not None:
+            record = find_minting_record(
+                source, key_id, s3_call=s3_caller(gateway=ctx.gateway)
+            )
+            if record is not None:
+                return record
+        if not ctx.settings.lookup_events:
+            return None
+
+        for event_name in _MINTING_EVENTS:
+            params: dict[str, Any] = {
+                "LookupAttributes": [
+                    {"AttributeKey": "EventName", "AttributeValue": event_name}
+                ],
+                "MaxResults": 50,
+            }
+            for _ in range(_LOOKUP_PAGES):
+                try:
+                    page = ctx.aws("cloudtrail", "LookupEvents", **params)
+                except AwsCallFailed as exc:
+                    log.warning("minting_lookup_failed", error_code=exc.error_code)
+                    return None
+                for item in page.get("Events") or []:
+                    text = item.get("CloudTrailEvent") or ""
+                    if key_id not in text:
+                        continue
+                    try:
+                        record = json.loads(text)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and minted_key(record) == key_id:
+                        return scrub_secrets(record)
+                if not page.get("NextToken"):
+                    break
+                params["NextToken"] = page["NextToken"]
+                ctx.sleep(ctx.settings.lookup_events_interval)
+
+        return None

@@ -17,6 +17,7 @@ __all__ = [
     "REPLACEMENT_MEMORY_KEY",
     "AccessKeyDeactivate",
     "AccessKeyRotate",
+    "RoleSessionsRevoke",
     "UserSessionsRevoke",
     "revoke_sessions_policy",
 ]
@@ -67,6 +68,7 @@ class AccessKeyDeactivate(Action):
     """
 
     name = "access-key-deactivate"
+    mutates = True
     Options = DeactivateOptions
     permissions = ("iam:UpdateAccessKey", "iam:ListAccessKeys")
 
@@ -172,12 +174,20 @@ class UserSessionsRevoke(Action):
     """
 
     name = "user-sessions-revoke"
+    mutates = True
     Options = RevokeOptions
     permissions = ("iam:PutUserPolicy",)
 
     def run(self, ctx: ActionContext) -> StepResult:
         """Return succeeded once the policy is in place."""
         options: RevokeOptions = self.options  # type: ignore[assignment]
+        resolved = ctx.outputs.get("resolve", {})
+        if resolved.get("key_type") == "temporary" and not resolved.get("user_name"):
+            return StepResult(
+                StepStatus.SKIPPED,
+                "the session is not an IAM user's (GetSessionToken) session",
+                outputs={"not_applicable": True},
+            )
         user = _owner(ctx)
         issued_before = isoformat_z(ctx.now())
         document = revoke_sessions_policy(issued_before)
@@ -203,6 +213,68 @@ class UserSessionsRevoke(Action):
             f"sessions of {user} issued before {issued_before} are denied"
             f" (inline policy {options.policy_name}); role sessions are not covered",
             outputs={
+                "policy_name": options.policy_name,
+                "issued_before": issued_before,
+            },
+        )
+
+
+class RoleSessionsRevoke(Action):
+    """Deny every session of the key's role issued before now.
+
+    A temporary key from `AssumeRole` cannot be deactivated and is governed by the
+    role, not by any user. The only way to end it early is an inline deny on
+    `aws:TokenIssueTime` on the role, which also ends every other session of that
+    role issued before now: people, services, instance profiles and functions
+    using the role must get new credentials. That is why it waits for a person's
+    approval unless the playbook step says `approval: false`::
+
+        - name: revoke-role-sessions
+          action: role-sessions-revoke
+          needs: [resolve]
+          critical: true
+    """
+
+    name = "role-sessions-revoke"
+    Options = RevokeOptions
+    permissions = ("iam:PutRolePolicy",)
+    mutates = True
+    approval_by_default = True
+
+    def run(self, ctx: ActionContext) -> StepResult:
+        """Return succeeded once the role denies every earlier session."""
+        options: RevokeOptions = self.options  # type: ignore[assignment]
+        role = ctx.outputs.get("resolve", {}).get("role_name")
+        if not role:
+            return StepResult(
+                StepStatus.SKIPPED,
+                "the session is not a role session: no role to deny",
+                outputs={"not_applicable": True},
+            )
+        issued_before = isoformat_z(ctx.now())
+        impact = (
+            f"every session of role {role} issued before {issued_before} is denied,"
+            " not only the exposed one: whoever uses the role must get new"
+            " credentials"
+        )
+        if ctx.dry_run:
+            return StepResult(StepStatus.PLANNED, f"would deny: {impact}")
+
+        ctx.aws(
+            "iam",
+            "PutRolePolicy",
+            target=f"role/{role}/{options.policy_name}",
+            RoleName=role,
+            PolicyName=options.policy_name,
+            PolicyDocument=json.dumps(revoke_sessions_policy(issued_before)),
+        )
+        log.info("role_sessions_revoked", role_name=role, issued_before=issued_before)
+
+        return StepResult(
+            StepStatus.SUCCEEDED,
+            impact,
+            outputs={
+                "role_name": role,
                 "policy_name": options.policy_name,
                 "issued_before": issued_before,
             },
@@ -240,6 +312,8 @@ class AccessKeyRotate(Action):
     Options = RotateOptions
     permissions = ("iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys")
     volatile = True
+    mutates = True
+    once_per_incident = True
 
     def validate(self, playbook: Any, step: Any) -> list[str]:
         """Refuse deleting the exposed key unless a report step comes first."""

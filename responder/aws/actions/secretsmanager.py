@@ -58,6 +58,8 @@ class ReplacementSecretStore(Action):
     """
 
     name = "replacement-secret-store"
+    mutates = True
+    once_per_incident = True
     Options = StoreOptions
     permissions = (
         "secretsmanager:DescribeSecret",
