@@ -267,6 +267,8 @@ def _demo(args: argparse.Namespace) -> int:
         url=args.url.rstrip("/"),
         webhook_secret=values["RESPONDER_GITHUB_WEBHOOK_SECRET"],
         api_token=values["RESPONDER_API_TOKEN"],
+        aws_secret=values.get("RESPONDER_AWS_WEBHOOK_SECRET"),
+        scanner_secret=values.get("RESPONDER_SCANNER_HMAC_SECRET"),
         timeout=args.timeout,
     )
 

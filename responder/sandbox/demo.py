@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["run_demo", "sample_deliveries", "sign"]
+__all__ = ["aws_samples", "run_demo", "sample_deliveries", "sign"]
 
 _DATA = resources.files("responder.sandbox").joinpath("data")
 
@@ -64,7 +64,50 @@ def sample_deliveries(url: str) -> list[tuple[str, str, str, bytes]]:
     ]
 
 
-def run_demo(*, url: str, webhook_secret: str, api_token: str, timeout: float) -> int:
+def aws_samples(access_key_id: str) -> list[tuple[str, Any]]:
+    """Return `(label, event)` for the AWS signals the demo sends about the key.
+
+    The GuardDuty sample goes as published (a sample finding: recorded, not acted
+    on), then as a real finding about the key, and twice more (a repeat counts a
+    sighting). The Health event names the key as its affected entity.
+    """
+    published = json.loads(
+        _DATA.joinpath(
+            "cloud-custodian_cwe_UnauthorizedAccess_IAMUser_TorIPCaller_sample_asn-int.json"
+        ).read_text(encoding="utf-8")
+    )
+    real = json.loads(json.dumps(published).replace("GeneratedFinding", "Observed"))
+    real["detail"]["id"] = "demo-" + access_key_id.lower()
+    real["detail"]["service"]["additionalInfo"] = {}
+    real["detail"]["resource"]["accessKeyDetails"].update(
+        accessKeyId=access_key_id, userName="app-deployer", userType="IAMUser"
+    )
+    health = json.loads(
+        _DATA.joinpath(
+            "aws-health-tools_readme_AWS_RISK_CREDENTIALS_EXPOSED_test-event.json"
+        ).read_text(encoding="utf-8")
+    )
+    health["detail"]["affectedEntities"] = [{"entityValue": access_key_id}]
+    again = json.loads(json.dumps(real))
+    again["detail"]["service"]["count"] = 2
+
+    return [
+        ("GuardDuty sample finding", published),
+        ("GuardDuty finding about the key", real),
+        ("same finding, published again", again),
+        ("AWS Health RISK event", health),
+    ]
+
+
+def run_demo(
+    *,
+    url: str,
+    webhook_secret: str,
+    api_token: str,
+    timeout: float,
+    aws_secret: str | None = None,
+    scanner_secret: str | None = None,
+) -> int:
     """Send the deliveries, wait for the incident, print where to read it."""
     incident_ids: set[str] = set()
     with httpx.Client(timeout=10.0) as client:
@@ -102,6 +145,10 @@ def run_demo(*, url: str, webhook_secret: str, api_token: str, timeout: float) -
             print(f"no finished incident after {timeout:.0f} s: {sorted(incident_ids)}")
             return 1
 
+        if aws_secret:
+            _send_aws(client, url, aws_secret, incident["access_key_id"])
+        if scanner_secret:
+            _send_scanner(client, url, scanner_secret, incident["access_key_id"])
         detail = client.get(
             f"{url}/api/v1/incidents/{incident['id']}", headers=headers
         ).json()
@@ -116,3 +163,27 @@ def run_demo(*, url: str, webhook_secret: str, api_token: str, timeout: float) -
     print(f"  report: {detail['links']['report']} (also format=md and format=json)")
 
     return 0 if incident["status"] in {"completed", "partial"} else 1
+
+
+def _send_aws(client: httpx.Client, url: str, secret: str, key_id: str) -> None:
+    print()
+    for label, event in aws_samples(key_id):
+        response = client.post(
+            f"{url}/webhooks/aws", json=event, headers={"x-responder-token": secret}
+        )
+        for answer in response.json().get("signals", []):
+            status, reason = answer.get("status"), answer.get("reason")
+            print(f"{response.status_code}  {label:<34} {status}: {reason}")
+
+
+def _send_scanner(client: httpx.Client, url: str, secret: str, key_id: str) -> None:
+    body = json.dumps(
+        [{"token": key_id, "type": "aws_access_key_id", "url": "ci://gitleaks"}]
+    ).encode()
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    response = client.post(
+        f"{url}/webhooks/secret-scanning",
+        content=body,
+        headers={"X-Responder-Signature-256": f"sha256={digest}"},
+    )
+    print(f"{response.status_code}  {'scanner (HMAC) finding':<34} {response.text}")

@@ -208,6 +208,8 @@ class Sandbox:
             "github_webhook_secret": values["RESPONDER_GITHUB_WEBHOOK_SECRET"],
             "api_token": values["RESPONDER_API_TOKEN"],
             "github_token": values["RESPONDER_GITHUB_TOKEN"],
+            "aws_webhook_secret": values.get("RESPONDER_AWS_WEBHOOK_SECRET"),
+            "scanner_hmac_secret": values.get("RESPONDER_SCANNER_HMAC_SECRET"),
             "github_api_url": f"{public_url}/_sandbox/github",
             "aws_endpoint_url": self.endpoint_url,
             "managed_accounts": (self.world.account_id,),
@@ -236,6 +238,10 @@ def sandbox_secrets(state_dir: Path) -> dict[str, str]:
         "RESPONDER_API_TOKEN": os.environ.get("RESPONDER_API_TOKEN")
         or secrets.token_urlsafe(32),
         "RESPONDER_GITHUB_TOKEN": secrets.token_urlsafe(24),
+        "RESPONDER_AWS_WEBHOOK_SECRET": os.environ.get("RESPONDER_AWS_WEBHOOK_SECRET")
+        or secrets.token_urlsafe(32),
+        "RESPONDER_SCANNER_HMAC_SECRET": os.environ.get("RESPONDER_SCANNER_HMAC_SECRET")
+        or secrets.token_urlsafe(32),
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "env.json"

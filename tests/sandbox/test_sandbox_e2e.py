@@ -61,6 +61,8 @@ class TestSandbox:
             url=url,
             webhook_secret=env["RESPONDER_GITHUB_WEBHOOK_SECRET"],
             api_token=env["RESPONDER_API_TOKEN"],
+            aws_secret=env["RESPONDER_AWS_WEBHOOK_SECRET"],
+            scanner_secret=env["RESPONDER_SCANNER_HMAC_SECRET"],
             timeout=60,
         )
         printed = capsys.readouterr().out
@@ -68,6 +70,7 @@ class TestSandbox:
         assert status == 0, printed
         assert "ignored: not an AWS credential" in printed
         assert "duplicate" in printed
+        assert "ignored: sample finding" in printed
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
         keys = {
             k["AccessKeyId"]: k["Status"]
@@ -101,5 +104,11 @@ class TestSandbox:
             f"{url}/api/v1/incidents/{incident['id']}/report?format=json", headers=auth
         ).json()
         # The real capture holds 2,104 records of the key the sandbox re-keyed.
+        detail = httpx.get(
+            f"{url}/api/v1/incidents/{incident['id']}", headers=auth
+        ).json()
+        sources = sorted({signal["source"] for signal in detail["signals"]})
+        assert sources == ["github", "guardduty", "health", "scanner"]
+        assert incident["sightings"] >= 6
         assert report["summary"]["events"] == 2104
         assert all(e["access_key_id"] == exposed for e in report["events"])
