@@ -552,17 +552,18 @@ def feedback(matches: Iterable[PartnerMatch]) -> list[FeedbackEntry]:
     """Return one feedback entry per match, in order, with the token's hash only.
 
     The label is "true_positive" when the token holds a well-formed AKIA/ASIA key
-    ID and "false_positive" otherwise. This reads only the token's form: the
-    responder never calls AWS with a leaked credential to test it, so a key ID of
-    another account, or of a deleted key, still counts as true, and a real secret
-    access key sent without its key ID is labelled false because nothing in it can
-    be confirmed.
+    ID, or is of an AWS credential type (a secret access key without its key ID
+    goes to a person, and calling it false could silence a real leak), and
+    "false_positive" otherwise. This reads only the token's form: the responder
+    never calls AWS with a leaked credential to test it.
     """
     return [
         FeedbackEntry(
             token_hash=match.token_hash,
             token_type=match.type,
-            label="true_positive" if match.access_key_ids else "false_positive",
+            label="true_positive"
+            if match.access_key_ids or match.is_aws_type
+            else "false_positive",
         )
         for match in matches
     ]

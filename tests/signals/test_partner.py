@@ -966,7 +966,7 @@ class TestMatchSignals:
 
 class TestFeedback:
     def test_feedback_labels_by_key_id_presence(self):
-        """A token with a key ID is true_positive; one without is false_positive."""
+        """A key ID or an AWS credential type is true_positive; anything else false."""
         matches = [
             one_match(token=f"{OUR_KEY_ID}:{OUR_SECRET}", type="aws_access_key_id"),
             one_match(token=OUR_SECRET, type="aws_secret_access_key"),
@@ -977,7 +977,7 @@ class TestFeedback:
 
         assert [entry["label"] for entry in entries] == [
             "true_positive",
-            "false_positive",
+            "true_positive",
             "false_positive",
         ]
         assert entries[2] == {
