@@ -33,6 +33,7 @@ __all__ = [
     "enabled_regions",
     "find_minting_record",
     "minted_key",
+    "minted_keys",
     "read_lookup_events",
     "read_trail_files",
     "record_from_lookup_item",
@@ -529,6 +530,30 @@ def find_minting_record(
         log.warning("trail_source_incomplete", source=source, reason=str(exc))
 
     return None
+
+
+def minted_keys(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return `(key ID, how)` for every key a record's response handed out.
+
+    `how` is the event name: `AssumeRole`, `GetSessionToken`, `GetFederationToken`
+    (and the other `AssumeRole*` calls) hand out a temporary key in
+    `responseElements.credentials.accessKeyId`; `CreateAccessKey` a long-term one
+    in `responseElements.accessKey.accessKeyId`. A failed call hands out nothing.
+    """
+    if record.get("errorCode"):
+        return []
+    response = record.get("responseElements")
+    if not isinstance(response, dict):
+        return []
+    how = str(record.get("eventName") or "unknown")
+    found: list[tuple[str, str]] = []
+    for holder in ("credentials", "accessKey"):
+        value = response.get(holder)
+        key = value.get("accessKeyId") if isinstance(value, dict) else None
+        if isinstance(key, str) and key:
+            found.append((key, how))
+
+    return found
 
 
 def minted_key(record: dict[str, Any]) -> str | None:
