@@ -152,3 +152,64 @@ class TestHostileRequests:
         assert big.status_code == 413
         assert long_reason.status_code == 422
         assert "r" * 1001 not in long_reason.text
+
+
+class TestApprove:
+    def test_approve_endpoint_continues_a_waiting_incident(self, api, world):
+        """A protected user's incident waits; an approval with a name continues it."""
+        client, services = api
+        world.iam.tag_user(
+            UserName="alice", Tags=[{"Key": "responder:protected", "Value": "1"}]
+        )
+        created = client.post(
+            "/api/v1/incidents", json={"access_key_id": world.exposed}, headers=AUTH
+        ).json()
+        incident_id = created["incident"]["id"]
+        services.engine.wait_idle()
+
+        unauthenticated = client.post(
+            f"/api/v1/incidents/{incident_id}/approve", json={"approver": "dana"}
+        )
+        approved = client.post(
+            f"/api/v1/incidents/{incident_id}/approve",
+            json={"approver": "dana", "note": "owner confirmed"},
+            headers=AUTH,
+        )
+        services.engine.wait_idle()
+        again = client.post(
+            f"/api/v1/incidents/{incident_id}/approve",
+            json={"approver": "dana"},
+            headers=AUTH,
+        )
+
+        assert unauthenticated.status_code == 401
+        assert approved.status_code == 202
+        assert world.keys()[world.exposed] == "Inactive"
+        assert again.status_code == 409
+        assert "nothing to approve" in again.text
+        timeline = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json()
+        approvals = [e for e in timeline["timeline"] if e["event"] == "approval_given"]
+        assert approvals[0]["details"]["approver"] == "dana"
+
+    @pytest.mark.parametrize("body", [{}, {"approver": ""}, {"approver": "a\nb"}])
+    def test_approve_needs_a_plain_approver_name(self, api, body):
+        """No approver, an empty one or one with control characters is 422."""
+        client, _services = api
+
+        response = client.post(
+            "/api/v1/incidents/inc_x/approve", json=body, headers=AUTH
+        )
+
+        assert response.status_code == 422
+
+    def test_approve_unknown_incident_is_404(self, api):
+        """An unknown incident ID is 404, not a 500."""
+        client, _services = api
+
+        response = client.post(
+            "/api/v1/incidents/inc_missing/approve",
+            json={"approver": "dana"},
+            headers=AUTH,
+        )
+
+        assert response.status_code == 404

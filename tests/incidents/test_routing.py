@@ -160,6 +160,21 @@ class TestTemporaryKeys:
         assert "app-role" in done.summary
         assert "approval_needed" in [n.event for n in notifier.sent]
 
+    def test_root_session_is_escalated_and_never_written(self, aws, make_services):
+        """A temporary key of the root user: critical, escalated, no IAM write."""
+        services = make_services()
+
+        incident = run(
+            services,
+            guardduty("ASIA" + "R" * 16, user_type="Root", principal_id=ACCOUNT),
+        )
+
+        assert incident.status is IncidentStatus.ESCALATED
+        assert incident.severity == "critical"
+        assert "root" in incident.summary
+        assert services.store.list_audit(incident_id=incident.id) == []
+        assert steps(services, incident.id)["report"].status is StepStatus.SUCCEEDED
+
     def test_approving_an_incident_not_waiting_is_refused(self, world, make_services):
         """Approval of a finished incident changes nothing and says why."""
         services = make_services()
