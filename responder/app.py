@@ -143,7 +143,8 @@ def create_app(
             "service_started", version=__version__, database=str(settings.database)
         )
         yield
-        services.engine.stop(wait=True)
+        # Queued incidents are not lost: they are resumed at the next start.
+        services.engine.stop(wait=False)
         log.info("service_stopped")
 
     app = FastAPI(

@@ -405,6 +405,11 @@ class PartnerMatch:
         }
 
 
+# A credential names one key; a token naming many is a list, not a leak to act on.
+MAX_KEYS_PER_TOKEN = 4
+_FIELD_LIMITS = {"type": 256, "source": 256, "url": 4096}
+
+
 def parse_matches(body: bytes, max_matches: int = 1000) -> list[PartnerMatch]:
     """Read a verified body as a JSON array of `{token, type, url, source}` objects.
 
@@ -467,6 +472,21 @@ def _read_match(index: int, element: Any) -> PartnerMatch:
         if not isinstance(element.get(name), str | None):
             msg = f"match {index}: '{name}' must be a string, null, or left out"
             raise SignalMalformed(msg)
+    for name, limit in _FIELD_LIMITS.items():
+        value = element.get(name)
+        if isinstance(value, str) and (len(value) > limit or not value.isprintable()):
+            msg = (
+                f"match {index}: '{name}' must be printable text of at most"
+                f" {limit} characters"
+            )
+            raise SignalMalformed(msg)
+    key_ids = extract_access_key_ids(token)
+    if len(key_ids) > MAX_KEYS_PER_TOKEN:
+        msg = (
+            f"match {index}: the token names {len(key_ids)} access key IDs; one"
+            f" credential names at most {MAX_KEYS_PER_TOKEN}: send one match each"
+        )
+        raise SignalMalformed(msg)
 
     # A lone surrogate from a JSON escape cannot be UTF-8 encoded strictly.
     digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
@@ -476,7 +496,7 @@ def _read_match(index: int, element: Any) -> PartnerMatch:
         type=type_,
         url=element.get("url") or None,
         source=element.get("source") or None,
-        access_key_ids=tuple(extract_access_key_ids(token)),
+        access_key_ids=tuple(key_ids),
     )
 
 

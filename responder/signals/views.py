@@ -44,11 +44,16 @@ from responder.signals.sns import (
 )
 from responder.store.models import SignalStatus
 
-__all__ = ["Intake", "read_body", "router"]
+__all__ = ["MAX_KEYS_PER_REQUEST", "Intake", "read_body", "router"]
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["webhooks"])
+
+
+# No real delivery names more keys than this; a flood of made-up key IDs must not
+# queue in front of a real leak.
+MAX_KEYS_PER_REQUEST = 50
 
 
 class BodyTooLarge(SignalRejected):
@@ -181,7 +186,7 @@ async def aws_webhook(
         _json(body), health_codes=frozenset(settings.health_risk_codes)
     )
 
-    return _accept(request, exposures)
+    return await _accept(request, exposures)
 
 
 @router.post(
@@ -221,12 +226,15 @@ async def sns_webhook(
         raise PeerUnavailable(msg) from None
 
     if envelope.type == SUBSCRIPTION_CONFIRMATION:
+        if envelope.raw:
+            msg = "a raw delivery cannot confirm a subscription: SNS signs those"
+            raise SignalMalformed(msg)
         return await _confirm(intake, envelope)
     if envelope.type != NOTIFICATION:
         log.warning("sns_unsubscribed", topic=envelope.topic_arn)
         return JSONResponse({"status": "noted", "type": envelope.type}, 200)
 
-    return _accept(request, _sns_exposures(envelope, settings))
+    return await _accept(request, _sns_exposures(envelope, settings))
 
 
 @router.post(
@@ -273,9 +281,15 @@ async def secret_scanning_webhook(
         raise WebhookSignatureInvalid(msg)
 
     matches = parse_matches(body)
+    exposures = match_signals(matches, source=source)
+    _check_key_count(exposures)
     engine = request.app.state.engine
-    for exposure in match_signals(matches, source=source):
-        engine.exposure_received_flow(exposure)
+
+    def store_all() -> None:
+        for exposure in exposures:
+            engine.exposure_received_flow(exposure)
+
+    await run_in_threadpool(store_all)
 
     return JSONResponse(feedback(matches), 200)
 
@@ -317,7 +331,10 @@ async def _confirm(intake: Intake, envelope: SnsEnvelope) -> JSONResponse:
 
 def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]:
     try:
-        payload = json.loads(envelope.message)
+        payload = json.loads(envelope.message, parse_constant=_refuse_constant)
+    except RecursionError:
+        msg = "the SNS message is JSON nested too deeply to read"
+        raise SignalMalformed(msg) from None
     except ValueError:
         payload = None
     if not isinstance(payload, dict | list):
@@ -338,7 +355,7 @@ def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]
 def _json(body: bytes) -> Any:
     """Parse a verified body as JSON (an object or an array)."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         msg = f"body is not JSON: {getattr(exc, 'msg', exc)}"
         raise SignalMalformed(msg) from None
@@ -347,14 +364,37 @@ def _json(body: bytes) -> Any:
         raise SignalMalformed(msg) from None
 
 
-def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
-    """Store every signal, then answer: 202 if any opened work, else 200."""
+def _refuse_constant(name: str) -> Any:
+    msg = f"body holds {name}, which is not JSON"
+    raise ValueError(msg)
+
+
+def _check_key_count(exposures: list[ExposureSignal]) -> None:
+    """Refuse one request naming more keys than any real signal does."""
+    keys = {e.access_key_id for e in exposures if e.access_key_id is not None}
+    if len(keys) > MAX_KEYS_PER_REQUEST:
+        msg = (
+            f"the request names {len(keys)} access keys; at most"
+            f" {MAX_KEYS_PER_REQUEST} are taken at once: send smaller batches"
+        )
+        raise SignalMalformed(msg)
+
+
+async def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
+    """Store every signal, then answer: 202 if any opened work, else 200.
+
+    The store and the engine block: they run on a worker thread, so one large
+    delivery does not stall every other request.
+    """
+    _check_key_count(exposures)
     engine = request.app.state.engine
-    outcomes = [engine.exposure_received_flow(exposure) for exposure in exposures]
+    outcomes = await run_in_threadpool(
+        lambda: [engine.exposure_received_flow(exposure) for exposure in exposures]
+    )
     answers = [
         {
             "signal_id": outcome.signal.id,
-            "status": "duplicate" if outcome.duplicate else outcome.signal.status.value,
+            "status": _status_word(outcome),
             "reason": outcome.signal.reason,
             "access_key_id": outcome.signal.access_key_id,
             "incident_id": outcome.signal.incident_id,
@@ -367,6 +407,15 @@ def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
     )
 
     return JSONResponse({"signals": answers}, status_code=202 if acted else 200)
+
+
+def _status_word(outcome: SignalOutcome) -> str:
+    if outcome.duplicate and outcome.signal.seen_count > 1:
+        return "repeated"
+    if outcome.duplicate:
+        return "duplicate"
+
+    return outcome.signal.status.value
 
 
 def _answer(outcome: SignalOutcome, status_code: int) -> JSONResponse:

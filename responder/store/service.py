@@ -258,12 +258,12 @@ class Store:
                 " ON CONFLICT (source, delivery_id) DO NOTHING",
                 (
                     signal_id,
-                    source,
-                    delivery_id,
+                    _utf8(source),
+                    _utf8(delivery_id),
                     _ts(now),
-                    kind,
+                    _utf8(kind),
                     status.value,
-                    reason,
+                    _utf8(reason),
                     access_key_id,
                     json.dumps(details or {}),
                     _ts(now) if status is SignalStatus.NEEDS_KEY_ID else None,
@@ -272,7 +272,7 @@ class Store:
             created = cursor.rowcount == 1
             row = db.execute(
                 "SELECT * FROM signals WHERE source = ? AND delivery_id = ?",
-                (source, delivery_id),
+                (_utf8(source), _utf8(delivery_id)),
             ).fetchone()
 
         return _signal(row), created
@@ -357,7 +357,7 @@ class Store:
         """Change a signal's lookup state and return it."""
         changes: dict[str, Any] = {
             "status": status.value if status else None,
-            "reason": reason,
+            "reason": _utf8(reason) if reason is not None else None,
             "access_key_id": access_key_id,
             "lookup_attempts": lookup_attempts,
             "next_lookup_at": _ts(next_lookup_at) if next_lookup_at else None,
@@ -663,7 +663,7 @@ class Store:
                     incident_id,
                     _ts(self._clock()),
                     event,
-                    description,
+                    _utf8(description),
                     json.dumps(details or {}),
                 ),
             )
@@ -718,6 +718,12 @@ class Store:
     def _all(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+
+def _utf8(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"), which SQLite cannot store as
+    # UTF-8: keep them visible as escapes instead of failing the request.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _ts(moment: datetime) -> str:

@@ -191,7 +191,18 @@ class TestApprove:
         approvals = [e for e in timeline["timeline"] if e["event"] == "approval_given"]
         assert approvals[0]["details"]["approver"] == "dana"
 
-    @pytest.mark.parametrize("body", [{}, {"approver": ""}, {"approver": "a\nb"}])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"approver": ""},
+            {"approver": " "},
+            {"approver": "a\nb"},
+            {"approver": "\u202eecila"},
+            {"approver": "a\u2028b"},
+            {"approver": "a\u0085b"},
+        ],
+    )
     def test_approve_needs_a_plain_approver_name(self, api, body):
         """No approver, an empty one or one with control characters is 422."""
         client, _services = api

@@ -222,7 +222,9 @@ def intake(make_services):
 
 def post_aws(client: TestClient, event: Any, secret: str = AWS_SECRET):
     return client.post(
-        "/webhooks/aws", json=event, headers={"x-responder-token": secret}
+        "/webhooks/aws",
+        content=json.dumps(event),
+        headers={"x-responder-token": secret, "content-type": "application/json"},
     )
 
 
@@ -629,3 +631,141 @@ class TestIntakeWiring:
         assert isinstance(services.intake.sns_confirmer, SubscriptionConfirmer)
         assert isinstance(services.intake.partner_keys, PartnerKeyStore)
         assert CertificateCache is not None
+
+
+def basic(password: str) -> str:
+    return "Basic " + base64.b64encode(f"responder:{password}".encode()).decode()
+
+
+class TestHostileInput:
+    """Cases a break test found; each once answered 500 or flooded the queue."""
+
+    def test_token_naming_many_keys_is_400_and_opens_nothing(self, aws, intake):
+        """One match listing 500 key IDs is a list, not a leak: 400, nothing stored."""
+        make, _outside = intake
+        client, services = make()
+        keys = " ".join(f"AKIA{n:016d}" for n in range(500))
+        body, headers = scanner_post([{"token": keys, "type": "generic"}])
+
+        response = client.post(
+            "/webhooks/secret-scanning", content=body, headers=headers
+        )
+
+        assert response.status_code == 400
+        assert "send one match each" in response.text
+        assert services.store.list_signals() == []
+
+    def test_request_naming_too_many_keys_is_400(self, aws, intake):
+        """51 findings about 51 keys in one request: 400 before anything is stored."""
+        make, _outside = intake
+        client, services = make()
+        events = [guardduty_event(f"AKIA{n:016d}", f"f-{n}") for n in range(51)]
+
+        response = post_aws(client, events)
+
+        assert response.status_code == 400
+        assert "smaller batches" in response.text
+        assert services.store.list_signals() == []
+
+    @pytest.mark.parametrize("field", ["type", "id"])
+    def test_lone_surrogate_is_stored_not_500(self, aws, intake, field):
+        """A lone surrogate escape in a finding is kept visibly escaped."""
+        make, _outside = intake
+        client, services = make()
+        event = guardduty_event("AKIA" + "Y" * 16)
+        event["detail"][field] = "\ud800"
+
+        response = post_aws(client, event)
+
+        assert response.status_code in {200, 202}, response.text
+        assert len(services.store.list_signals()) == 1
+
+    def test_scanner_type_with_surrogate_or_huge_is_handled(self, aws, intake):
+        """A surrogate type is stored; a 500 KB or multi-line type is 400."""
+        make, _outside = intake
+        client, _services = make()
+
+        odd = client.post(
+            "/webhooks/secret-scanning",
+            content=scanner_post([{"token": "\ud800", "type": "\udfff"}])[0],
+            headers=scanner_post([{"token": "\ud800", "type": "\udfff"}])[1],
+        )
+        huge_body, huge_headers = scanner_post([{"token": "t", "type": "x" * 500_000}])
+        huge = client.post(
+            "/webhooks/secret-scanning", content=huge_body, headers=huge_headers
+        )
+        lines_body, lines_headers = scanner_post([{"token": "t", "type": "a\nb"}])
+        lines = client.post(
+            "/webhooks/secret-scanning", content=lines_body, headers=lines_headers
+        )
+
+        assert odd.status_code in {200, 400}
+        assert huge.status_code in {400, 413}
+        assert lines.status_code == 400
+
+    def test_raw_delivery_deeply_nested_is_400(self, aws, intake):
+        """An authenticated raw delivery nested too deeply is 400, not 500."""
+        make, _outside = intake
+        client, _services = make()
+
+        response = client.post(
+            "/webhooks/sns",
+            content=b"[" * 100_000,
+            headers={
+                "authorization": basic(AWS_SECRET),
+                "x-amz-sns-rawdelivery": "true",
+                "x-amz-sns-message-type": "Notification",
+                "x-amz-sns-message-id": "r1",
+                "x-amz-sns-topic-arn": TOPIC,
+            },
+        )
+
+        assert response.status_code == 400
+
+    def test_raw_subscription_confirmation_is_400(self, aws, intake):
+        """A raw delivery cannot confirm a subscription: 400, no request leaves."""
+        make, outside = intake
+        client, _services = make()
+
+        response = client.post(
+            "/webhooks/sns",
+            content=b"{}",
+            headers={
+                "authorization": basic(AWS_SECRET),
+                "x-amz-sns-rawdelivery": "true",
+                "x-amz-sns-message-type": "SubscriptionConfirmation",
+                "x-amz-sns-message-id": "r2",
+                "x-amz-sns-topic-arn": TOPIC,
+            },
+        )
+
+        assert response.status_code == 400
+        assert outside.requests == []
+
+    def test_repeated_finding_is_answered_repeated(self, world, intake):
+        """The same finding published again is a repeat, not a bare duplicate."""
+        make, _outside = intake
+        client, services = make()
+        post_aws(client, guardduty_event(world.exposed))
+        services.engine.wait_idle()
+
+        again = post_aws(client, guardduty_event(world.exposed))
+
+        assert again.json()["signals"][0]["status"] == "repeated"
+
+    def test_unknown_key_gets_no_trail_read(self, aws, intake):
+        """A made-up key: not actionable, and the report step does not run."""
+        make, _outside = intake
+        client, services = make()
+
+        post_aws(client, guardduty_event("AKIA" + "Z" * 16))
+        services.engine.wait_idle()
+
+        (incident,) = services.store.list_incidents()
+        assert incident.outcome == "key_not_found"
+        report = [
+            s
+            for s in services.store.list_steps(incident_id=incident.id)
+            if s.name == "report"
+        ]
+        assert report[0].status.value == "skipped"

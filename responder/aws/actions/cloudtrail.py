@@ -92,6 +92,13 @@ class BlastRadiusReport(Action):
                 StepStatus.SKIPPED,
                 f"account {account_id} is not managed: not ours to read",
             )
+        if resolved.get("not_actionable") == "key_not_found":
+            # A key IAM does not know (made up, or deleted) is read by no one here;
+            # a flood of them must not hold a worker for a trail read each.
+            return StepResult(
+                StepStatus.SKIPPED,
+                "IAM does not know the key: no report (build one offline if needed)",
+            )
 
         end = ctx.now()
         days = options.window_days or settings.report_window_days
