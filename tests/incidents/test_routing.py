@@ -252,6 +252,22 @@ class TestProtectedAndRepeats:
 
         assert world.keys()[world.exposed] == "Inactive"
 
+    def test_responders_own_user_waits_for_approval(self, aws, make_services):
+        """A key of the user the responder runs as is not touched without approval."""
+        iam = boto3.client("iam", region_name="us-east-1")
+        own = boto3.client("sts", region_name="us-east-1").get_caller_identity()
+        own_user = own["Arn"].rsplit("/", 1)[1]
+        iam.create_user(UserName=own_user)
+        key_id = iam.create_access_key(UserName=own_user)["AccessKey"]["AccessKeyId"]
+        services = make_services()
+
+        waiting = run(services, guardduty(key_id))
+
+        assert waiting.status is IncidentStatus.AWAITING_APPROVAL
+        assert "responder's own credentials" in waiting.summary
+        listed = iam.list_access_keys(UserName=own_user)["AccessKeyMetadata"]
+        assert listed[0]["Status"] == "Active"
+
     def test_repeat_finding_counts_without_rerunning(self, world, make_services):
         """The same finding again updates counts; containment is not repeated."""
         services = make_services()
