@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import boto3
 import structlog
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -173,7 +174,7 @@ class AwsGateway:
             AwsCallFailed: or the subclass for its error code, after the retries.
         """
         client = self.client(service, region)
-        method = getattr(client, _snake(operation))
+        method = getattr(client, xform_name(operation))
         policy = retrying(
             operation=operation,
             max_attempts=self.max_attempts,
@@ -220,13 +221,3 @@ class AwsGateway:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
         )
-
-
-def _snake(operation: str) -> str:
-    out: list[str] = []
-    for index, char in enumerate(operation):
-        if char.isupper() and index and not operation[index - 1].isupper():
-            out.append("_")
-        out.append(char.lower())
-
-    return "".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
@@ -110,3 +111,13 @@ class TestRetries:
 
         assert gateway.call("iam", "ListUsers")["Users"] == []
         assert seen["n"] == 2
+
+
+class TestOperationNames:
+    def test_acronym_operations_reach_their_methods(self, aws, gateway):
+        """ListMFADevices is list_mfa_devices (botocore's mapping, not a naive one)."""
+        boto3.client("iam", region_name="us-east-1").create_user(UserName="erin")
+
+        listed = gateway.call("iam", "ListMFADevices", UserName="erin")
+
+        assert listed["MFADevices"] == []
