@@ -1,9 +1,10 @@
 """Shape a key's CloudTrail records into the blast-radius report (a JSON-ready dict).
 
-Shaping only: no I/O. The readers in `sources` decide which records belong to
-the key; this module normalises them, counts them and states the coverage.
-Every value taken from a record is attacker-controlled text and is kept as
-data; escaping is the renderers' job.
+Shaping only: no I/O. The readers in `sources` gather records; this module
+keeps those of the exposed key and of the keys it led to (see `analysis`),
+normalises them, counts them, names their techniques, lists what they left
+behind and states the coverage. Every value taken from a record is
+attacker-controlled text and is kept as data; escaping is the renderers' job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from typing import Any
 import structlog
 
 from responder._time import isoformat_z, parse_timestamp
+from responder.reports.analysis import (
+    TACTIC_ORDER,
+    apply_min_events,
+    classify,
+    derived_key_entries,
+    left_behind_of,
+    load_rules,
+    open_items,
+    record_key,
+    summarise_techniques,
+    trace_keys,
+)
 from responder.reports.sources import Coverage, Window
 
 __all__ = [
@@ -27,7 +40,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 
 # Longest text kept from one record field; user agents and error messages are
 # attacker-chosen and unbounded in principle.
@@ -126,33 +139,83 @@ def build_report(
     responder_actions: Iterable[Mapping[str, Any]],
     generated_at: datetime,
     incident_id: str | None = None,
+    posture: Mapping[str, Any] | None = None,
+    least_privilege: Mapping[str, Any] | None = None,
+    exposure_start: datetime | None = None,
 ) -> dict[str, Any]:
     """Return the blast-radius report of one key as a JSON-ready dict.
 
-    `events` are raw CloudTrail records already selected for the key (see
-    `sources`); they are reported in time order, those without a readable time
+    `events` are raw CloudTrail records in any order; only those made by the
+    key or by a key it led to (sessions, role sessions, created access keys,
+    transitively) are reported, in time order, those without a readable time
     last. Calls with an `errorCode` were attempts, not effects: they are
-    counted in `failed`, apart from `counts`. The field reference is
-    `docs/report-format.md`.
+    counted in `failed`, apart from `counts`. `posture` and `least_privilege`
+    are copied as given (`None` when not gathered); `exposure_start` (the
+    incident's first signal) adds a note on events before it. The field
+    reference is `docs/report-format.md`.
     """
+    records = list(events)
+    trace = trace_keys(access_key_id, records)
+    members = trace.members
+    rules = load_rules()
     problems: Counter[str] = Counter(coverage.parse_problems)
     timeline: list[dict[str, Any]] = []
-    for record in events:
+    shaped: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for record in records:
+        if not isinstance(record, dict):
+            problems["record"] += 1
+            continue
+        key = record_key(record)
+        if key not in members:
+            continue
         event, event_problems = normalise_event(record)
         problems.update(event_problems)
+        event["chain"] = trace.chain(str(key))
+        event["techniques"] = classify(record, rules)
         timeline.append(event)
+        shaped.append((record, event))
     timeline.sort(key=_time_order)
+    apply_min_events(timeline, rules)
 
     succeeded = [event for event in timeline if event["error_code"] is None]
     failed = [event for event in timeline if event["error_code"] is not None]
+    left_behind = sorted(
+        (
+            item
+            for record, event in shaped
+            if event["error_code"] is None
+            for item in left_behind_of(record, event)
+        ),
+        key=lambda item: (item["at"] is None, item["at"] or "", item["kind"]),
+    )
+    derived = derived_key_entries(
+        trace, timeline, exposed_key_type=key_type, generated_at=generated_at
+    )
+    techniques = summarise_techniques(timeline, rules)
     actions = sorted(
         (_responder_action(action) for action in responder_actions),
         key=lambda action: (action["at"] is None, action["at"] or ""),
     )
-    coverage_section = coverage.to_dict()
-    coverage_section["parse_problems"] = sum(problems.values())
-    coverage_section["parse_problems_by_field"] = dict(sorted(problems.items()))
+    coverage_section = _coverage_section(coverage, problems, trace.truncation_note)
+    if exposure_start is not None:
+        _note_before_exposure(coverage_section, timeline, exposure_start)
+    todo = open_items(
+        derived_keys=derived,
+        left_behind=left_behind,
+        coverage=coverage_section,
+        posture=posture,
+        generated_at=generated_at,
+    )
 
+    summary = _summary(timeline, succeeded, failed, coverage_section)
+    summary["derived_keys"] = len(derived)
+    summary["techniques"] = [
+        tactic
+        for tactic in TACTIC_ORDER
+        if any(entry["tactic"] == tactic for entry in techniques)
+    ]
+    summary["left_behind"] = len(left_behind)
+    summary["open_items"] = len(todo)
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "responder.blast-radius-report",
@@ -165,7 +228,7 @@ def build_report(
             "account_id": account_id,
         },
         "window": window.to_dict(),
-        "summary": _summary(timeline, succeeded, failed, coverage_section),
+        "summary": summary,
         "coverage": coverage_section,
         "failed": {
             "total": len(failed),
@@ -175,6 +238,14 @@ def build_report(
         "counts": {"total": len(succeeded), **_counts(succeeded)},
         "events": timeline,
         "responder_actions": actions,
+        "derived_keys": derived,
+        "open_items": todo,
+        "techniques": techniques,
+        "left_behind": left_behind,
+        "posture": dict(posture) if posture is not None else None,
+        "least_privilege": (
+            dict(least_privilege) if least_privilege is not None else None
+        ),
     }
     log.info(
         "report_built",
@@ -182,11 +253,47 @@ def build_report(
         incident_id=incident_id,
         events=len(timeline),
         failed=len(failed),
+        derived_keys=len(derived),
+        techniques=len(techniques),
+        left_behind=len(left_behind),
+        open_items=len(todo),
+        truncated=trace.truncated,
         regions_incomplete=sorted(coverage.regions_incomplete),
         parse_problems=coverage_section["parse_problems"],
     )
 
     return report
+
+
+def _coverage_section(
+    coverage: Coverage, problems: Counter[str], truncation_note: str | None
+) -> dict[str, Any]:
+    section = coverage.to_dict()
+    section["parse_problems"] = sum(problems.values())
+    section["parse_problems_by_field"] = dict(sorted(problems.items()))
+    section["data_events_visible"] = coverage.files_read > 0
+    section["truncated"] = truncation_note is not None
+    section["truncation_note"] = truncation_note
+    # Regions the collector skipped are its to report; incomplete ones are ours.
+    not_read = dict(section.get("regions_not_read") or {})
+    for region, reason in coverage.regions_incomplete.items():
+        not_read.setdefault(region, reason)
+    section["regions_not_read"] = dict(sorted(not_read.items()))
+
+    return section
+
+
+def _note_before_exposure(
+    coverage: dict[str, Any], timeline: list[dict[str, Any]], start: datetime
+) -> None:
+    moment = isoformat_z(start)
+    before = sum(1 for event in timeline if event["time"] and event["time"] < moment)
+    if before:
+        note = (
+            f"{before} event(s) happened before the exposure was first signalled "
+            f"({moment}): they may be the owner's own use."
+        )
+        coverage["notes"] = [*coverage.get("notes", []), note]
 
 
 def _summary(
