@@ -34,6 +34,29 @@ def steps(services: Any, incident_id: str) -> dict[str, Any]:
 
 
 class TestDefaultPlaybook:
+    def test_report_carries_owner_posture_and_least_privilege(
+        self, world, make_services
+    ):
+        """The stored report states the owner's posture and a policy suggestion."""
+        world.iam.put_user_policy(
+            UserName="alice",
+            PolicyName="deploy",
+            PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect":'
+            ' "Allow", "Action": "s3:*", "Resource": "*"}]}',
+        )
+        services = make_services()
+
+        incident = services.runner.run(open_incident(services, world.exposed))
+
+        report = services.store.get_report(incident_id=incident.id)
+        assert report["schema_version"] == 2
+        assert report["posture"]["user_name"] == "alice"
+        # Read after containment: the session-revoking policy is already there.
+        held = ["deploy", "responder-revoke-older-sessions"]
+        assert report["posture"]["inline_policies"] == held
+        assert report["least_privilege"]["current_policies"] == held
+        assert report["least_privilege"]["actions"] == []
+
     def test_run_contains_rotates_and_stores(self, world, make_services):
         """The exposed key ends Inactive, a replacement is stored, the policy is on."""
         services = make_services()

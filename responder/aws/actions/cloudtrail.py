@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from responder.aws.actions.base import Action, ActionContext, StepResult
 from responder.exceptions import AwsCallFailed
 from responder.reports import build_report, collect_events
+from responder.reports.posture import gather_posture, suggest_least_privilege
 from responder.reports.sources import (
     Window,
     find_minting_record,
@@ -79,6 +80,17 @@ class BlastRadiusReport(Action):
         "ec2:DescribeRegions",
         "s3:ListBucket",
         "s3:GetObject",
+        "iam:ListAccessKeys",
+        "iam:ListMFADevices",
+        "iam:ListAttachedUserPolicies",
+        "iam:ListUserPolicies",
+        "iam:GetUserPolicy",
+        "iam:ListGroupsForUser",
+        "iam:ListAttachedGroupPolicies",
+        "iam:ListGroupPolicies",
+        "iam:GetGroupPolicy",
+        "iam:GetPolicy",
+        "iam:GetPolicyVersion",
     )
 
     def run(self, ctx: ActionContext) -> StepResult:
@@ -127,9 +139,18 @@ class BlastRadiusReport(Action):
             coverage.add_note("LookupEvents was not read (turned off in settings).")
         if source is None:
             coverage.add_note("No trail bucket found: data events were not read.")
+        user = resolved.get("user_name")
+        posture = None
+        if user and resolved.get("key_type") == "long-term":
+            posture = gather_posture(
+                ctx.aws,
+                user_name=str(user),
+                access_key_id=ctx.incident.access_key_id,
+                now=end,
+            )
         report = build_report(
             access_key_id=ctx.incident.access_key_id,
-            owner=resolved.get("user_name"),
+            owner=user,
             account_id=account_id,
             key_type=resolved.get("key_type"),
             window=Window(start, end),
@@ -138,7 +159,20 @@ class BlastRadiusReport(Action):
             responder_actions=_responder_actions(ctx),
             generated_at=ctx.now(),
             incident_id=ctx.incident.id,
+            posture=posture,
+            exposure_start=ctx.incident.created_at,
         )
+        if posture is not None:
+            # What the key did before anyone knew it leaked, as a policy to review.
+            report["least_privilege"] = suggest_least_privilege(
+                report["events"],
+                before=ctx.incident.created_at,
+                current_policies=[
+                    *posture.get("attached_policies", []),
+                    *posture.get("inline_policies", []),
+                ],
+                access_key_id=ctx.incident.access_key_id,
+            )
         ctx.store.save_report(incident_id=ctx.incident.id, report=report)
 
         summary: dict[str, Any] = report.get("summary", {})
