@@ -24,6 +24,9 @@ lint: $(BIN)/responder
 	$(BIN)/ruff format --check responder tests benchmarks
 	$(BIN)/mypy responder
 
+# The report tests drive Debian's headless chromium; install it once (root or sudo).
 test: lint
+	command -v chromium >/dev/null || $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c \
+	  'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 	TZ=UTC $(BIN)/pytest -n 2 -q
 	TZ=Asia/Tokyo $(BIN)/pytest -n 2 -q

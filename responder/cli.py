@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--access-key-id", required=True)
     report.add_argument("--cloudtrail", required=True, help="folder, file or s3://b/p")
-    report.add_argument("--format", choices=["json", "md", "html"], default="md")
+    report.add_argument("--format", choices=["json", "md", "html", "csv"], default="md")
     report.add_argument("--out", type=Path, help="write here instead of stdout")
     report.set_defaults(handler=_report)
 
@@ -206,13 +206,19 @@ def _respond_with(settings: Settings, args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from responder.reports import (
         offline_report,
+        render_csv,
         render_html,
         render_json,
         render_markdown,
     )
 
     report = offline_report(access_key_id=args.access_key_id, path=args.cloudtrail)
-    renderers = {"json": render_json, "md": render_markdown, "html": render_html}
+    renderers = {
+        "json": render_json,
+        "md": render_markdown,
+        "html": render_html,
+        "csv": render_csv,
+    }
     text = renderers[args.format](report)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -2,8 +2,9 @@
 
 Three layers, each tested on its own: `sources` reads records (LookupEvents,
 trail files) and states coverage, `build` shapes them into a JSON-ready report,
-`render` turns a report into JSON, Markdown or HTML. `service` ties them
-together for the playbook and the command line.
+`render` turns a report into JSON, Markdown, HTML or a CSV timeline. `service`
+ties them together for the playbook and the command line. The report's JSON
+Schema is `docs/report.schema.json`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from responder.reports.build import (
     key_type_of,
     normalise_event,
 )
-from responder.reports.render import render_html, render_json, render_markdown
+from responder.reports.render import (
+    render_csv,
+    render_html,
+    render_json,
+    render_markdown,
+)
 from responder.reports.service import collect_events, merge_records, offline_report
 from responder.reports.sources import (
     LOOKUP_EVENTS_INTERVAL,
@@ -48,6 +54,7 @@ __all__ = [
     "read_lookup_events",
     "read_trail_files",
     "record_from_lookup_item",
+    "render_csv",
     "render_html",
     "render_json",
     "render_markdown",

@@ -96,21 +96,21 @@ class TestRenderHtml:
         assert "Get|Object\ufffd" in page
 
     def test_summary_comes_before_timeline(self, hostile_report):
-        """Summary, failed calls, counts, timeline and actions appear in that order."""
+        """Summary, timeline, failed calls, counts and actions appear in that order."""
         page = render_html(hostile_report)
 
         positions = [
             page.index(heading)
             for heading in (
-                "<h2>Summary</h2>",
-                "<h2>Failed calls",
-                "<h2>Successful calls</h2>",
-                "<h2>Timeline</h2>",
-                "<h2>What the responder did</h2>",
+                '<h2 id="summary">Summary</h2>',
+                '<h2 id="timeline">Timeline</h2>',
+                '<h2 id="failed">Failed calls',
+                '<h2 id="counts">Successful calls</h2>',
+                '<h2 id="responder-actions">What the responder did</h2>',
             )
         ]
         assert positions == sorted(positions)
-        assert page.index("Coverage is incomplete") < page.index("<h2>Failed calls")
+        assert page.index("Coverage is incomplete") < page.index('id="timeline"')
 
 
 class TestRenderMarkdown:
