@@ -9,9 +9,11 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from responder._time import utcnow
 from responder.config import Settings
 from responder.exceptions import ResponderError
 from responder.logging import configure_logging
@@ -57,7 +59,15 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="blast-radius report from exported logs"
     )
     report.add_argument("--access-key-id", required=True)
-    report.add_argument("--cloudtrail", required=True, help="folder, file or s3://b/p")
+    where = report.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cloudtrail", help="folder, file or s3://b/p of trail files")
+    where.add_argument(
+        "--athena-table", help="query this CloudTrail table (db.table) with Athena"
+    )
+    report.add_argument("--athena-workgroup", default="primary")
+    report.add_argument("--athena-output", help="s3:// location for query results")
+    report.add_argument("--organization-id", help="partition layout of an org trail")
+    report.add_argument("--days", type=int, default=90, help="Athena window, days back")
     report.add_argument("--format", choices=["json", "md", "html", "csv"], default="md")
     report.add_argument("--out", type=Path, help="write here instead of stdout")
     report.set_defaults(handler=_report)
@@ -212,7 +222,10 @@ def _report(args: argparse.Namespace) -> int:
         render_markdown,
     )
 
-    report = offline_report(access_key_id=args.access_key_id, path=args.cloudtrail)
+    if args.athena_table:
+        report = _athena_report(args)
+    else:
+        report = offline_report(access_key_id=args.access_key_id, path=args.cloudtrail)
     renderers = {
         "json": render_json,
         "md": render_markdown,
@@ -230,6 +243,54 @@ def _report(args: argparse.Namespace) -> int:
         return 1
 
     return 0
+
+
+def _athena_report(
+    args: argparse.Namespace, gateway: Any = None, poll: float = 2.0
+) -> dict[str, Any]:
+    """Return the report of a key read with Athena from an organisation's trail."""
+    from responder.aws.session import AwsGateway
+    from responder.reports import build_report, key_type_of
+    from responder.reports.athena import athena_report_records
+    from responder.reports.sources import Coverage, Window
+
+    if gateway is None:
+        settings = Settings.from_env()
+        gateway = AwsGateway(
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            max_attempts=settings.aws_max_attempts,
+        )
+    end = utcnow()
+    start = end - timedelta(days=args.days)
+    window = Window(start, end)
+    records, notes = athena_report_records(
+        gateway.call,
+        table=args.athena_table,
+        seed_key=args.access_key_id,
+        start=start,
+        end=end,
+        workgroup=args.athena_workgroup,
+        output_location=args.athena_output,
+        organization_id=args.organization_id,
+        poll=poll,
+    )
+    coverage = Coverage(window=window)
+    coverage.add_source(f"athena:{args.athena_table}")
+    for note in notes:
+        coverage.add_note(note)
+
+    return build_report(
+        access_key_id=args.access_key_id,
+        owner=None,
+        account_id=None,
+        key_type=key_type_of(args.access_key_id),
+        window=window,
+        events=records,
+        coverage=coverage,
+        responder_actions=[],
+        generated_at=end,
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:
