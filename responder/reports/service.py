@@ -21,9 +21,15 @@ from responder.reports.sources import (
     RegionPacer,
     Window,
     enabled_regions,
+    minted_keys,
     read_lookup_events,
-    read_trail_files,
     s3_caller,
+)
+from responder.reports.stream import (
+    MAX_DERIVED_DEPTH,
+    MAX_KEYS,
+    TrailStream,
+    default_workers,
 )
 
 __all__ = ["collect_events", "merge_records", "offline_report"]
@@ -50,11 +56,14 @@ def collect_events(
     """Return the keys' records from LookupEvents and trail files, deduplicated.
 
     `regions=None` reads every enabled region; an empty list skips LookupEvents.
-    `trail_source` (a local path or
-    `s3://bucket/prefix`) adds data events; its S3 calls go through `s3_client`
-    when given, else through the gateway. An event both sources return is kept
-    once. What could not be read is in the returned `Coverage`; this function
-    does not raise for AWS failures.
+    Keys the given keys handed out (sessions, role sessions, new access keys,
+    transitively, up to `MAX_DERIVED_DEPTH` deep and `MAX_KEYS` in all) are
+    looked up too, and named in the coverage notes. `trail_source` (a local
+    path or `s3://bucket/prefix`) adds data events and the records of every
+    key derived there; its S3 calls go through `s3_client` when given, else
+    through the gateway. An event both sources return is kept once. What could
+    not be read is in the returned `Coverage`; this function does not raise for
+    AWS failures.
     """
     window = Window(start, end)
     coverage = Coverage(window=window)
@@ -73,10 +82,11 @@ def collect_events(
         )
 
     records: list[dict[str, Any]] = []
+    depths = dict.fromkeys(access_key_ids, 0)
     if regions:
-        records += read_lookup_events(
+        records += _lookup_with_derived(
             gateway,
-            access_key_ids=access_key_ids,
+            depths=depths,
             regions=regions,
             window=window,
             coverage=coverage,
@@ -88,12 +98,14 @@ def collect_events(
             if s3_client is not None
             else s3_caller(gateway=gateway)
         )
-        records += read_trail_files(
+        # One process: this runs inside the service, next to its threads.
+        records += TrailStream(
             trail_source,
-            access_key_ids=access_key_ids,
+            access_key_ids=list(depths),
             coverage=coverage,
             window=window,
             s3_call=s3_call,
+            workers=1,
         )
 
     merged = merge_records(records)
@@ -106,6 +118,73 @@ def collect_events(
     )
 
     return merged, coverage
+
+
+def _lookup_with_derived(
+    gateway: AwsGateway,
+    *,
+    depths: dict[str, int],
+    regions: Collection[str],
+    window: Window,
+    coverage: Coverage,
+    pacer: RegionPacer,
+) -> list[dict[str, Any]]:
+    """Look up the keys in `depths`, then every key their records handed out.
+
+    `depths` maps each key to its distance from a seed; keys found are added
+    to it. A region is read only if it was read for every key.
+    """
+    records: list[dict[str, Any]] = []
+    batch = list(depths)
+
+    while batch:
+        found = read_lookup_events(
+            gateway,
+            access_key_ids=batch,
+            regions=regions,
+            window=window,
+            coverage=coverage,
+            pacer=pacer,
+        )
+        records += found
+        batch = _derived_keys(found, depths, coverage)
+
+    # Each round lists the regions it read; keep one entry per region.
+    read = dict.fromkeys(coverage.regions_read)
+    coverage.regions_read[:] = [
+        region for region in read if region not in coverage.regions_incomplete
+    ]
+
+    return records
+
+
+def _derived_keys(
+    records: list[dict[str, Any]], depths: dict[str, int], coverage: Coverage
+) -> list[str]:
+    """Return the new keys that records of known keys handed out; note them."""
+    new: list[str] = []
+    for record in records:
+        identity = record.get("userIdentity")
+        caller = identity.get("accessKeyId") if isinstance(identity, dict) else None
+        if caller not in depths:
+            continue
+        for key, how in minted_keys(record):
+            if key in depths:
+                continue
+            if depths[caller] >= MAX_DERIVED_DEPTH or len(depths) >= MAX_KEYS:
+                coverage.add_note(
+                    "Derived keys: the depth or count limit was reached; "
+                    "some keys handed out were not looked up."
+                )
+                continue
+            depths[key] = depths[caller] + 1
+            new.append(key)
+            coverage.add_note(
+                f"LookupEvents: also read {key}, obtained by {how} with {caller}."
+            )
+            log.info("derived_key_looked_up", access_key_id=key, parent=caller, how=how)
+
+    return new
 
 
 def merge_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,13 +231,16 @@ def offline_report(
     start: datetime | None = None,
     end: datetime | None = None,
     clock: Clock = utcnow,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Return the report of one key read from trail files alone (no LookupEvents).
 
     `path` is a local file or folder, or `s3://bucket/prefix` read with
-    `s3_client` (a default boto3 S3 client when `None`). Owner and account are
-    the ones most records of the key name. The responder took no action, so
-    `responder_actions` is empty.
+    `s3_client` (a default boto3 S3 client when `None`). The events are those
+    of the key and of every key derived from it in the files (see
+    `TrailStream`), read with `workers` processes (`None`: up to 2, by CPU
+    count). Owner and account are the ones most records of the key itself
+    name. The responder took no action, so `responder_actions` is empty.
     """
     window = Window(start, end)
     coverage = Coverage(window=window)
@@ -166,20 +248,21 @@ def offline_report(
     if path.startswith("s3://"):
         s3_call = s3_caller(client=s3_client or boto3.client("s3"))
 
-    records = merge_records(
-        read_trail_files(
-            path,
-            access_key_ids=[access_key_id],
-            coverage=coverage,
-            window=window,
-            s3_call=s3_call,
-        )
+    stream = TrailStream(
+        path,
+        access_key_ids=[access_key_id],
+        coverage=coverage,
+        window=window,
+        s3_call=s3_call,
+        workers=default_workers() if workers is None else workers,
     )
+    records = merge_records(stream)
+    own = [record for record in records if _caller(record) == access_key_id]
 
     return build_report(
         access_key_id=access_key_id,
-        owner=_most_common(records, "userName"),
-        account_id=_most_common(records, "accountId"),
+        owner=_most_common(own, "userName"),
+        account_id=_most_common(own, "accountId"),
         key_type=key_type_of(access_key_id),
         window=window,
         events=records,
@@ -204,6 +287,12 @@ def _origins(record: dict[str, Any]) -> list[str]:
     origin = record.get("responder:origin")
 
     return [origin] if isinstance(origin, str) else []
+
+
+def _caller(record: dict[str, Any]) -> object:
+    identity = record.get("userIdentity")
+
+    return identity.get("accessKeyId") if isinstance(identity, dict) else None
 
 
 def _most_common(records: list[dict[str, Any]], field: str) -> str | None:

@@ -673,3 +673,80 @@ def s3_caller(
         return response
 
     return via_client
+
+
+# Public helpers for the streaming reader in `stream` (kept at the end of the file).
+
+
+class TrailSourceUnreadable(Exception):
+    """Raised when a whole trail source cannot be listed (missing folder, S3 error)."""
+
+
+def trail_source_label(source: str) -> str:
+    """Return the name of a trail source in coverage: `s3://...` or `file:<path>`."""
+    return _source_label(source)
+
+
+def iter_s3_trail_objects(
+    source: str, s3_call: _ObjectCall
+) -> Iterator[tuple[str, bytes, str | None]]:
+    """Yield `(s3://bucket/key, bytes, why unreadable or None)` under an S3 prefix.
+
+    Objects come in listing order. A failed `GetObject` yields empty bytes and
+    the reason; a failed listing raises.
+
+    Raises:
+        TrailSourceUnreadable: the prefix could not be listed.
+    """
+    try:
+        yield from _iter_s3_blobs(source, s3_call)
+    except _SourceUnreadable as exc:
+        raise TrailSourceUnreadable(str(exc)) from exc
+
+
+def list_s3_trail_objects(source: str, s3_call: _ObjectCall) -> list[str]:
+    """Return the `s3://bucket/key` names of the objects under an S3 prefix.
+
+    Raises:
+        TrailSourceUnreadable: the prefix could not be listed.
+    """
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    names: list[str] = []
+
+    while True:
+        try:
+            page = s3_call("ListObjectsV2", **params)
+        except AwsCallFailed as exc:
+            raise TrailSourceUnreadable(str(exc)) from exc
+        for entry in page.get("Contents") or []:
+            key = str(entry.get("Key", ""))
+            if key and not key.endswith("/"):
+                names.append("s3://" + bucket + "/" + key)
+        if not page.get("IsTruncated"):
+            break
+        params["ContinuationToken"] = page["NextContinuationToken"]
+
+    return names
+
+
+def fetch_s3_trail_object(name: str, s3_call: _ObjectCall) -> bytes:
+    """Return the bytes of the object `s3://bucket/key`.
+
+    Raises:
+        AwsCallFailed: GetObject failed.
+    """
+    bucket, _, key = name.removeprefix("s3://").partition("/")
+    body = s3_call("GetObject", Bucket=bucket, Key=key)["Body"]
+    data: bytes = body.read()
+
+    return data
+
+
+__all__ += [
+    "TrailSourceUnreadable",
+    "fetch_s3_trail_object",
+    "iter_s3_trail_objects",
+    "list_s3_trail_objects",
+    "trail_source_label",
+]
