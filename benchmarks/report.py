@@ -62,7 +62,7 @@ INVICTUS = CORPUS / "invictus-ir_aws_dataset_stratus-2023-07-10"
 DIGEST = CORPUS / "elastic-integrations_CloudTrail-Digest-file_not-Records_skip-me.json"
 TEMPLATE_KEY = "AKIATFQR7NSC8Q4X20BJ"  # the busy key of the invictus capture
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 ACCOUNT = "210987654321"
 PER_FILE = 2500
 OUR_SHARE = 0.05
@@ -318,7 +318,9 @@ def _write_file(spec: FileSpec, seed: int, keys: dict[str, str]) -> dict[str, in
         lines[0] = minting_t["CreateAccessKey"] % fields
         flags[0] = False
 
-    text = '{"Records":[' + ",".join(lines) + "]}"
+    # A final newline keeps each file one line for grep: without it `zcat FILES`
+    # is a single line of gigabytes, and grep buffers all of it.
+    text = '{"Records":[' + ",".join(lines) + "]}\n"
     if spec.pretty:
         text = json.dumps(json.loads(text), indent=4)
     path = Path(spec.path)
@@ -446,10 +448,11 @@ def measure_ours(data: Path, manifest: dict[str, Any], repeat: int) -> Measure:
 
 
 def measure_floor(data: Path, manifest: dict[str, Any], repeat: int) -> Measure:
-    """Time `zcat FILES | grep -c KEY` (lines are files here, so it counts files)."""
+    """Time `zcat FILES | grep -F -c KEY` (a line is a file here: it counts files)."""
     if shutil.which("zcat") is None or shutil.which("grep") is None:
         return Measure("zcat | grep -c", [], 0, None, "not installed")
-    command = f"{_zcat(data)} | LC_ALL=C grep -c {shlex.quote(manifest['exposed_key'])}"
+    key = shlex.quote(manifest["exposed_key"])
+    command = f"{_zcat(data)} | LC_ALL=C grep -F -c {key}"
     # Our own generated files, quoted: the shell only builds the pipeline.
     runs = [_run(command, shell=True) for _ in range(repeat)]  # noqa: S604
 
@@ -479,10 +482,11 @@ def measure_duckdb(data: Path, manifest: dict[str, Any], repeat: int) -> Measure
     )
     script = (
         "import duckdb; con = duckdb.connect(); con.execute('SET threads=2'); "
+        "con.execute('SET enable_progress_bar=false'); "
         f"print(con.execute({query!r}).fetchone()[0])"
     )
     runs = [_run([sys.executable, "-c", script]) for _ in range(repeat)]
-    found = int(runs[-1][2].strip() or -1)
+    found = int(runs[-1][2].strip().splitlines()[-1] or -1)
 
     return Measure(
         "duckdb read_json (count)", [r[0] for r in runs], max(r[1] for r in runs), found
@@ -501,7 +505,7 @@ def measure_jq(data: Path, manifest: dict[str, Any], repeat: int) -> Measure:
     command = f"{_zcat(data)} | jq -c {shlex.quote(program)} | wc -l"
     # Our own generated files, quoted: the shell only builds the pipeline.
     runs = [_run(command, shell=True) for _ in range(repeat)]  # noqa: S604
-    found = int(runs[-1][2].strip() or -1)
+    found = int(runs[-1][2].strip().splitlines()[-1] or -1)
 
     return Measure(
         "jq select (zcat | jq)", [r[0] for r in runs], max(r[1] for r in runs), found

@@ -220,6 +220,7 @@ def _report(args: argparse.Namespace) -> int:
         render_html,
         render_json,
         render_markdown,
+        write_json,
     )
 
     if args.athena_table:
@@ -232,12 +233,16 @@ def _report(args: argparse.Namespace) -> int:
         "html": render_html,
         "csv": render_csv,
     }
-    text = renderers[args.format](report)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
+    if args.out and args.format == "json":
+        # A report of 100,000 events is ~100 MB of JSON: stream it to the file.
+        with args.out.open("w", encoding="utf-8") as out:
+            write_json(report, out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    elif args.out:
+        args.out.write_text(renderers[args.format](report), encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(renderers[args.format](report))
     if not report["coverage"]["complete"]:
         print("responder: the report is incomplete (see its coverage)", file=sys.stderr)
         return 1

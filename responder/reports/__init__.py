@@ -20,6 +20,7 @@ from responder.reports.render import (
     render_html,
     render_json,
     render_markdown,
+    write_json,
 )
 from responder.reports.service import collect_events, merge_records, offline_report
 from responder.reports.sources import (
@@ -61,4 +62,5 @@ __all__ = [
     "s3_caller",
     "scrub_secrets",
     "select_records",
+    "write_json",
 ]

@@ -414,14 +414,17 @@ class TechniqueRule:
         ):
             return False
         name = record.get("eventName")
-        if not isinstance(name, str):
-            return False
-        if (self.event_names or self.event_name_prefixes) and not (
-            name in self.event_names or name.startswith(self.event_name_prefixes)
-        ):
+        if not isinstance(name, str) or not self.names_match(name):
             return False
 
         return self.condition is None or self.condition(record)
+
+    def names_match(self, name: str) -> bool:
+        """Return whether an event name fits the rule's names and prefixes."""
+        if not (self.event_names or self.event_name_prefixes):
+            return True
+
+        return name in self.event_names or name.startswith(self.event_name_prefixes)
 
 
 @functools.cache
@@ -720,12 +723,34 @@ def classify(
     A `fallback` rule applies only when no other rule matched. `min_events`
     thresholds are applied later, over the whole report (`apply_min_events`).
     """
-    chosen = load_rules() if rules is None else tuple(rules)
+    if rules is None or rules is load_rules():
+        chosen = _packaged_rules_named(record.get("eventName"))
+    else:
+        chosen = tuple(rules)
     matched = [rule.id for rule in chosen if not rule.fallback and rule.matches(record)]
     if matched:
         return matched
 
     return [rule.id for rule in chosen if rule.fallback and rule.matches(record)]
+
+
+# Most rules name their events: checking only the rules that can match an event
+# name keeps classification linear in events, not in events times rules.
+_NAMED_RULES: dict[str, tuple[TechniqueRule, ...]] = {}
+_NAMED_RULES_MAX = 10_000
+
+
+def _packaged_rules_named(name: object) -> tuple[TechniqueRule, ...]:
+    """Return the packaged rules whose names or prefixes fit `name`, in order."""
+    if not isinstance(name, str):
+        return ()
+    found = _NAMED_RULES.get(name)
+    if found is None:
+        found = tuple(rule for rule in load_rules() if rule.names_match(name))
+        if len(_NAMED_RULES) < _NAMED_RULES_MAX:
+            _NAMED_RULES[name] = found
+
+    return found
 
 
 def apply_min_events(

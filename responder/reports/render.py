@@ -22,9 +22,15 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["render_csv", "render_html", "render_json", "render_markdown"]
+__all__ = [
+    "render_csv",
+    "render_html",
+    "render_json",
+    "render_markdown",
+    "write_json",
+]
 
 # Rows shown per count table and for failed calls; the JSON keeps them all.
 _MAX_COUNT_ROWS = 50
@@ -166,6 +172,12 @@ _Block = _Heading | _Line | _Table | _Stats | _Code | _Columns | _Timeline
 def render_json(report: dict[str, Any]) -> str:
     """Return the report as indented JSON text ending in a newline."""
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json(report: dict[str, Any], out: IO[str]) -> None:
+    """Write `render_json(report)` to `out` piece by piece, never whole in memory."""
+    json.dump(report, out, indent=2, ensure_ascii=False)
+    out.write("\n")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
