@@ -113,3 +113,18 @@ class TestSandbox:
         own = [e for e in report["events"] if e["access_key_id"] == exposed]
         assert len(own) == 2104
         assert all(e["chain"][0] == exposed for e in report["events"])
+        # The sandbox incident's report has every part an incident responder reads.
+        assert report["derived_keys"], "the capture's session keys are followed"
+        tactics = {technique["tactic"] for technique in report["techniques"]}
+        assert {"persistence", "defense-evasion", "discovery"} <= tactics
+        assert any(item["kind"] == "iam-user" for item in report["left_behind"])
+        assert report["posture"]["user_name"] == "app-deployer"
+        assert report["least_privilege"]["actions"]
+        assert report["coverage"]["data_events_visible"] is True
+        for form in ("md", "html"):
+            rendered = httpx.get(
+                f"{url}/api/v1/incidents/{incident['id']}/report?format={form}",
+                headers=auth,
+            )
+            assert rendered.status_code == 200
+            assert "Left behind" in rendered.text or "left behind" in rendered.text
