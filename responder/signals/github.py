@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from responder.exceptions import (
     SignalMalformed,
     WebhookSignatureInvalid,
 )
+from responder.signals._body import load_json
 
 __all__ = [
     "ACCESS_KEY_ID",
@@ -123,18 +123,7 @@ def parse_delivery(body: bytes) -> dict[str, Any]:
     Raises:
         SignalMalformed: the body is empty, not JSON, or not an object.
     """
-    if not body.strip():
-        msg = "empty body: expected a JSON object"
-        raise SignalMalformed(msg)
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"body is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
-        raise SignalMalformed(msg) from None
-    except (RecursionError, ValueError):
-        # Nesting too deep for the parser, or an integer too long to convert.
-        msg = "body is JSON this service will not parse (too deeply nested or huge)"
-        raise SignalMalformed(msg) from None
+    payload = load_json(body, expected="a JSON object")
     if not isinstance(payload, dict):
         msg = "body must be a JSON object"
         raise SignalMalformed(msg)

@@ -40,6 +40,7 @@ from responder.exceptions import (
     SignalMalformed,
     WebhookSignatureInvalid,
 )
+from responder.signals._body import load_json, read_capped
 from responder.signals.github import AWS_SECRET_TYPES, extract_access_key_ids
 from responder.signals.models import ExposureSignal
 from responder.store.models import SignalStatus
@@ -194,25 +195,16 @@ class PartnerKeyStore:
 
     def _read_capped(self, response: httpx.Response) -> bytes:
         """Return the body of a 200 answer no larger than `max_response_bytes`."""
-        limit = self._max_response_bytes
         if response.status_code != 200:
             msg = f"GitHub key list answered HTTP {response.status_code}"
             raise KeyFetchFailed(msg)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            msg = f"GitHub key list of {declared} bytes is over {limit} bytes"
-            raise KeyFetchFailed(msg)
 
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                msg = f"GitHub key list is over {limit} bytes"
-                raise KeyFetchFailed(msg)
-            chunks.append(chunk)
-
-        return b"".join(chunks)
+        return read_capped(
+            response,
+            self._max_response_bytes,
+            what="GitHub key list",
+            error=KeyFetchFailed,
+        )
 
     def _lookup(self, identifier: str) -> ec.EllipticCurvePublicKey:
         """Return the cached key, or raise `WebhookSignatureInvalid` saying why not."""
@@ -437,18 +429,7 @@ def parse_matches(body: bytes, max_matches: int = 1000) -> list[PartnerMatch]:
 def _load_array(body: bytes) -> list[Any]:
     """Parse `body` as a JSON array, or raise `SignalMalformed` saying why not."""
     expected = "expected a JSON array of {token, type, url, source} objects"
-    if not body.strip():
-        msg = f"empty body: {expected}"
-        raise SignalMalformed(msg)
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        msg = f"body is not JSON: {expected}"
-        raise SignalMalformed(msg) from None
-    except (RecursionError, ValueError):
-        # Nesting too deep for the parser, or an integer too long to convert.
-        msg = "body is JSON this service will not parse (too deeply nested or huge)"
-        raise SignalMalformed(msg) from None
+    payload = load_json(body, expected="a JSON array of matches")
     if not isinstance(payload, list):
         msg = f"body is a JSON {type(payload).__name__}: {expected}"
         raise SignalMalformed(msg)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -40,6 +39,7 @@ from responder.exceptions import (
     SignalMalformed,
     WebhookSignatureInvalid,
 )
+from responder.signals._body import load_json, read_capped
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -234,21 +234,7 @@ def _parse_raw(body: bytes, headers: Mapping[str, str]) -> SnsEnvelope:
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        msg = "empty body: expected an SNS JSON envelope"
-        raise SignalMalformed(msg)
-    try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        msg = "SNS body is not UTF-8 text"
-        raise SignalMalformed(msg) from None
-    except json.JSONDecodeError as exc:
-        msg = f"SNS body is not JSON: {exc.msg}"
-        raise SignalMalformed(msg) from None
-    except (RecursionError, ValueError):
-        # Nesting too deep for the parser, or an integer too long to convert.
-        msg = "SNS body is JSON this service will not parse (too deeply nested or huge)"
-        raise SignalMalformed(msg) from None
+    payload = load_json(body, expected="an SNS JSON envelope")
     if not isinstance(payload, dict):
         msg = "SNS body must be a JSON object"
         raise SignalMalformed(msg)
@@ -507,7 +493,7 @@ def _get_capped(
             "GET", url, follow_redirects=False, timeout=timeout
         ) as response:
             status = response.status_code
-            body = _read_capped(response, max_bytes, what=what, error=error)
+            body = read_capped(response, max_bytes, what=what, error=error)
     except httpx.HTTPError as exc:
         # httpx messages may name the URL, and a SubscribeURL holds the token.
         msg = f"{what} request failed: {type(exc).__name__}"
@@ -519,29 +505,6 @@ def _get_capped(
         raise error(msg)
 
     return body
-
-
-def _read_capped(
-    response: httpx.Response,
-    max_bytes: int,
-    *,
-    what: str,
-    error: type[ExternalServiceError],
-) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        msg = f"{what} answer is over the {max_bytes}-byte limit"
-        raise error(msg)
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            msg = f"{what} answer is over the {max_bytes}-byte limit"
-            raise error(msg)
-        chunks.append(chunk)
-
-    return b"".join(chunks)
 
 
 def _check_sns_name(certificate: x509.Certificate) -> None:

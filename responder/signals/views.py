@@ -22,6 +22,7 @@ from responder.exceptions import (
     WebhookSignatureInvalid,
 )
 from responder.incidents.flows import SignalOutcome
+from responder.signals._body import load_json
 from responder.signals.aws import parse_aws_events
 from responder.signals.github import parse_alert, parse_delivery, verify_signature
 from responder.signals.models import ExposureSignal
@@ -331,7 +332,7 @@ async def _confirm(intake: Intake, envelope: SnsEnvelope) -> JSONResponse:
 
 def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]:
     try:
-        payload = json.loads(envelope.message, parse_constant=_refuse_constant)
+        payload = json.loads(envelope.message)
     except RecursionError:
         msg = "the SNS message is JSON nested too deeply to read"
         raise SignalMalformed(msg) from None
@@ -354,19 +355,7 @@ def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]
 
 def _json(body: bytes) -> Any:
     """Parse a verified body as JSON (an object or an array)."""
-    try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"body is not JSON: {getattr(exc, 'msg', exc)}"
-        raise SignalMalformed(msg) from None
-    except (RecursionError, ValueError):
-        msg = "body is JSON this service will not parse (too deeply nested or huge)"
-        raise SignalMalformed(msg) from None
-
-
-def _refuse_constant(name: str) -> Any:
-    msg = f"body holds {name}, which is not JSON"
-    raise ValueError(msg)
+    return load_json(body)
 
 
 def _check_key_count(exposures: list[ExposureSignal]) -> None:

@@ -459,7 +459,7 @@ class TestPartnerKeyStore:
         """A list declared larger than the cap is refused."""
         server.answer = httpx.Response(200, content=b" " * 2048)
 
-        with pytest.raises(KeyFetchFailed, match="over 1024 bytes"):
+        with pytest.raises(KeyFetchFailed, match="over the 1024-byte limit"):
             server.store(max_response_bytes=1024).public_key(CURRENT_ID)
 
     def test_public_key_declared_length_is_refused_before_reading(self, server):
@@ -476,7 +476,7 @@ class TestPartnerKeyStore:
         chunks = iter([b" " * 700, b" " * 700])
         server.answer = httpx.Response(200, content=chunks)
 
-        with pytest.raises(KeyFetchFailed, match="over 1024 bytes"):
+        with pytest.raises(KeyFetchFailed, match="over the 1024-byte limit"):
             server.store(max_response_bytes=1024).public_key(CURRENT_ID)
         assert "content-length" not in server.answer.headers
 
