@@ -47,7 +47,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -387,24 +386,21 @@ class Measure:
 def _run(command: list[str] | str, *, shell: bool = False) -> tuple[float, float, str]:
     """Run `command`; return wall seconds, its peak RSS in MiB and its stdout.
 
-    The RSS comes from `wait4` on the child: the largest of the child and the
+    The peak comes from GNU time (`%M`): the largest of the command and the
     processes it waited for (a pipeline's or a worker pool's biggest member).
+    Measuring from this process instead would count the pages the child shared
+    with it before `exec`.
     """
+    argv = ["sh", "-c", command] if shell and isinstance(command, str) else command
+    assert isinstance(argv, list)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], capture_output=True, check=False
     )
-    out_chunks: list[bytes] = []
-    reader = threading.Thread(
-        target=lambda: out_chunks.append(process.stdout.read())  # type: ignore[union-attr]
-    )
-    reader.start()
-    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    peak_kib = done.stderr.decode().strip().splitlines()[-1]
 
-    return seconds, usage.ru_maxrss / 1024, b"".join(out_chunks).decode()
+    return seconds, int(peak_kib) / 1024, done.stdout.decode()
 
 
 def _files(data: Path) -> list[str]:

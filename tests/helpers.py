@@ -53,3 +53,28 @@ class FakeAlertLookup:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+
+def iam_in_account(account_id: str, role: str = "setup") -> Any:
+    """Return an IAM client acting in another (moto) account through AssumeRole."""
+    sts = boto3.client("sts", region_name="us-east-1")
+    credentials = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/{role}", RoleSessionName="setup"
+    )["Credentials"]
+
+    return boto3.client(
+        "iam",
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def key_in_account(account_id: str, user: str) -> tuple[Any, str]:
+    """Create `user` with one key in another account; return its IAM client and key."""
+    iam = iam_in_account(account_id)
+    iam.create_user(UserName=user)
+    key_id = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+
+    return iam, str(key_id)

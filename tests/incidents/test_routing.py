@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import ACCOUNT
+from helpers import ACCOUNT, key_in_account
 
 from responder.config import AccountRole
 from responder.notify import RecordingNotifier
@@ -59,19 +59,7 @@ def steps(services: Any, incident_id: str) -> dict[str, Any]:
 class TestAccounts:
     def test_key_in_role_account_is_contained_there(self, aws, make_services):
         """A key of another managed account is deactivated with the assumed role."""
-        sts = boto3.client("sts", region_name="us-east-1")
-        credentials = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="setup")[
-            "Credentials"
-        ]
-        iam = boto3.client(
-            "iam",
-            region_name="us-east-1",
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-        )
-        iam.create_user(UserName="bob")
-        key_id = iam.create_access_key(UserName="bob")["AccessKey"]["AccessKeyId"]
+        iam, key_id = key_in_account(OTHER_ACCOUNT, "bob")
         services = make_services(
             account_roles={
                 OTHER_ACCOUNT: AccountRole(role_arn=ROLE_ARN, external_id="xid")
@@ -91,19 +79,7 @@ class TestAccounts:
 
     def test_key_of_unmanaged_account_is_not_actionable(self, aws, make_services):
         """A key in an account without a role is recorded and nothing is changed."""
-        sts = boto3.client("sts", region_name="us-east-1")
-        credentials = sts.assume_role(
-            RoleArn="arn:aws:iam::333344445555:role/x", RoleSessionName="setup"
-        )["Credentials"]
-        iam = boto3.client(
-            "iam",
-            region_name="us-east-1",
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-        )
-        iam.create_user(UserName="carol")
-        key_id = iam.create_access_key(UserName="carol")["AccessKey"]["AccessKeyId"]
+        iam, key_id = key_in_account("333344445555", "carol")
         notifier = RecordingNotifier()
         services = make_services(notifier=notifier)
 

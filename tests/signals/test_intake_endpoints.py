@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from cryptography import x509
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
-from helpers import ACCOUNT, CORPUS, WEBHOOK_SECRET, FakeAlertLookup
+from helpers import ACCOUNT, CORPUS, WEBHOOK_SECRET, FakeAlertLookup, key_in_account
 
 from responder.app import create_app
 from responder.signals.aws import parse_aws_events
@@ -557,21 +556,7 @@ class TestForgedRequests:
 class TestPartnerEndpoint:
     def test_batch_with_ours_and_a_foreign_key(self, world, intake):
         """Two matches: ours is contained, the foreign one is not actionable."""
-        sts = boto3.client("sts", region_name="us-east-1")
-        credentials = sts.assume_role(
-            RoleArn="arn:aws:iam::333344445555:role/x", RoleSessionName="setup"
-        )["Credentials"]
-        foreign_iam = boto3.client(
-            "iam",
-            region_name="us-east-1",
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-        )
-        foreign_iam.create_user(UserName="mallory")
-        foreign = foreign_iam.create_access_key(UserName="mallory")["AccessKey"][
-            "AccessKeyId"
-        ]
+        _iam, foreign = key_in_account("333344445555", "mallory")
         make, _outside = intake
         client, services = make()
         body, headers = partner_post(
