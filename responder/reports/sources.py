@@ -7,7 +7,6 @@ Both readers return raw CloudTrail records (dicts shaped like a trail file's
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 import zlib
@@ -32,6 +31,7 @@ __all__ = [
     "Window",
     "enabled_regions",
     "find_minting_record",
+    "inflate",
     "minted_key",
     "minted_keys",
     "read_lookup_events",
@@ -446,6 +446,38 @@ def read_trail_files(
     return records
 
 
+# Far above any CloudTrail delivery, far below what a 2-worker laptop can hold.
+MAX_INFLATED_BYTES = 512 * 1024 * 1024
+
+
+def inflate(data: bytes, limit: int = MAX_INFLATED_BYTES) -> bytes:
+    """Inflate every gzip member of `data`, refusing more than `limit` bytes out.
+
+    Raises:
+        OSError: the output would pass `limit` (a gzip bomb, or a file far larger
+            than any CloudTrail delivers).
+        EOFError: the file is truncated.
+        zlib.error: the data is not valid gzip.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        piece = inflater.decompress(data, limit - size + 1)
+        size += len(piece)
+        if size > limit:
+            msg = f"inflates to more than {limit} bytes; not read"
+            raise OSError(msg)
+        if not inflater.eof:
+            msg = "compressed file ended before the end-of-stream marker"
+            raise EOFError(msg)
+        pieces.append(piece)
+        # Several gzip members make one file; padding after the last is ignored.
+        data = inflater.unused_data.lstrip(b"\0")
+
+    return b"".join(pieces)
+
+
 def select_records(
     data: bytes,
     access_key_ids: Collection[str],
@@ -464,7 +496,7 @@ def select_records(
     """
     if data[:2] == _GZIP_MAGIC:
         try:
-            data = gzip.decompress(data)
+            data = inflate(data)
         except (OSError, EOFError, zlib.error) as exc:
             msg = "not valid gzip: " + str(exc)
             raise ValueError(msg) from None
@@ -517,7 +549,7 @@ def find_minting_record(
                 continue
             if data[:2] == _GZIP_MAGIC:
                 try:
-                    data = gzip.decompress(data)
+                    data = inflate(data)
                 except (OSError, EOFError, zlib.error):
                     log.warning("trail_file_unreadable", file=name, reason="gzip")
                     continue

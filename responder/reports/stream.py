@@ -23,7 +23,6 @@ are parsed whole, but only when their bytes name a key of interest.
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from responder.reports.sources import (
     TrailSourceUnreadable,
     Window,
     fetch_s3_trail_object,
+    inflate,
     list_s3_trail_objects,
     minted_keys,
     scrub_secrets,
@@ -466,7 +466,7 @@ def _scan(task: _Task) -> _Scanned:
         return _Scanned(task.number, "failed", str(exc), b"", b"", False)
     if data[:2] == _GZIP_MAGIC:
         try:
-            data = _inflate(data)
+            data = inflate(data)
         except (OSError, EOFError, zlib.error) as exc:
             reason = "not valid gzip: " + str(exc)
             return _Scanned(task.number, "failed", reason, b"", b"", False)
@@ -516,16 +516,6 @@ def _scan(task: _Task) -> _Scanned:
 def _full_key(part: bytes) -> bytes:
     end = part.find(b'"', 2, 132)
     return part[2:end] if end >= 0 else b""
-
-
-def _inflate(data: bytes) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    inflated = inflater.decompress(data)
-    if inflater.eof and not inflater.unused_data:
-        return inflated
-
-    # Several gzip members, or a truncated file: let gzip decide.
-    return gzip.decompress(data)
 
 
 def _index(values: set[bytes]) -> bytes:

@@ -7,12 +7,13 @@ import inspect
 import json
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 from ctfakes import DIGEST_FILE, END, KEY, OTHER_KEY, START, lookup_item, record
 from ctfakes import lookup_params as _lookup_params
 
 from responder.reports.service import collect_events
-from responder.reports.sources import Coverage, s3_caller
+from responder.reports.sources import Coverage, inflate, s3_caller
 from responder.reports.stream import TrailStream
 
 SESSION = "ASIAEXAMPLESESSION01"
@@ -275,3 +276,20 @@ class TestCollectEventsDerived:
         assert _event_ids(records) == _event_ids([mint, used])
         assert coverage.regions_read == ["us-east-1"]
         assert any(SESSION in note and "AssumeRole" in note for note in coverage.notes)
+
+
+class TestInflate:
+    def test_inflate_refuses_output_over_the_limit(self):
+        """A gzip bomb stops at the limit instead of filling memory."""
+        bomb = gzip.compress(b"\0" * 100_000)
+
+        with pytest.raises(OSError, match="more than 1000 bytes"):
+            inflate(bomb, limit=1000)
+
+    def test_inflate_reads_every_member_and_refuses_truncation(self):
+        """Concatenated members are one file; a cut-off file is an error."""
+        two = gzip.compress(b'{"Records":[') + gzip.compress(b"]}")
+
+        assert inflate(two) == b'{"Records":[]}'
+        with pytest.raises(EOFError):
+            inflate(gzip.compress(b"x" * 1000)[:-12])
