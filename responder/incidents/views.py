@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from responder.reports import render_html, render_markdown
+from responder.reports import render_html, render_json, render_markdown
 from responder.store.models import IncidentStatus, SignalStatus
 
 __all__ = ["IncidentCreate", "require_token", "router"]
@@ -227,7 +227,7 @@ def get_report(
             headers={"Content-Security-Policy": _REPORT_CSP},
         )
 
-    return JSONResponse(report)
+    return Response(render_json(report), media_type="application/json")
 
 
 def _links(request: Request, incident_id: str) -> dict[str, str]:

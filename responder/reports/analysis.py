@@ -71,7 +71,6 @@ _SESSION_EVENTS = frozenset({"GetSessionToken", "GetFederationToken"})
 _ROLE_EVENTS = frozenset(
     {"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"}
 )
-_MINTING_EVENTS = _SESSION_EVENTS | _ROLE_EVENTS | {"CreateAccessKey"}
 # STS writes `expiration` as a Java-style human date in many records, with or
 # without a comma after the year; email.utils would read "9:46:15 PM" as 09:46.
 _HUMAN_DATE = re.compile(
@@ -221,7 +220,10 @@ def trace_keys(access_key_id: str, records: Iterable[object]) -> KeyTrace:
     for record in records:
         if not isinstance(record, dict):
             continue
-        if record.get("eventName") not in _MINTING_EVENTS or record.get("errorCode"):
+        # Any call whose response hands out a key counts (AssumeRoot, Cognito's
+        # GetCredentialsForIdentity...), as in the trail reader: a key it follows
+        # and this trace did not would have its events dropped.
+        if record.get("errorCode"):
             continue
         parent = record_key(record)
         if parent is None:

@@ -272,8 +272,11 @@ def _coverage_section(
     section["parse_problems"] = sum(problems.values())
     section["parse_problems_by_field"] = dict(sorted(problems.items()))
     section["data_events_visible"] = coverage.files_read > 0
-    section["truncated"] = truncation_note is not None
-    section["truncation_note"] = truncation_note
+    note = truncation_note or coverage.truncation
+    section["truncated"] = note is not None
+    section["truncation_note"] = note
+    # A bound that stopped following keys leaves events unread: not complete.
+    section["complete"] = section["complete"] and note is None
     # Regions the collector skipped are its to report; incomplete ones are ours.
     not_read = dict(section.get("regions_not_read") or {})
     for region, reason in coverage.regions_incomplete.items():

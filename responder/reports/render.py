@@ -171,12 +171,13 @@ _Block = _Heading | _Line | _Table | _Stats | _Code | _Columns | _Timeline
 
 def render_json(report: dict[str, Any]) -> str:
     """Return the report as indented JSON text ending in a newline."""
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    # ASCII escapes keep lone surrogates (attacker-written) valid to write.
+    return json.dumps(report, indent=2) + "\n"
 
 
 def write_json(report: dict[str, Any], out: IO[str]) -> None:
     """Write `render_json(report)` to `out` piece by piece, never whole in memory."""
-    json.dump(report, out, indent=2, ensure_ascii=False)
+    json.dump(report, out, indent=2)
     out.write("\n")
 
 
@@ -899,7 +900,8 @@ def _neutralise(text: str) -> str:
         category = unicodedata.category(char)
         if char in "\t\n\r\v\f" or category in ("Zl", "Zp"):
             out.append(" ")
-        elif category in ("Cc", "Cf"):
+        elif category in ("Cc", "Cf", "Cs"):
+            # Cs: a lone surrogate from a JSON escape cannot even be written out.
             out.append("\ufffd")
         else:
             out.append(char)
@@ -1159,7 +1161,8 @@ def _csv_cell(value: object) -> str:
     """Return `value` as CSV text, defusing spreadsheet formula prefixes."""
     if value is None:
         return ""
-    text = str(value)
+    # A lone surrogate (from a JSON escape in a trail file) cannot be written.
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
     if text.startswith(_FORMULA_PREFIXES) or text.lstrip().startswith(
         _FORMULA_PREFIXES[:4]
     ):

@@ -109,12 +109,17 @@ class Coverage:
     files_failed: dict[str, str] = field(default_factory=dict)
     parse_problems: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Why a bound stopped the reading of derived keys, or `None`.
+    truncation: str | None = None
 
     @property
     def complete(self) -> bool:
-        """Return whether every region, source and file asked for was read."""
+        """Return whether everything asked for was read, derived keys included."""
         return not (
-            self.regions_incomplete or self.sources_incomplete or self.files_failed
+            self.regions_incomplete
+            or self.sources_incomplete
+            or self.files_failed
+            or self.truncation
         )
 
     def add_source(self, source: str) -> None:

@@ -310,7 +310,7 @@ class TrailStream:
 
         try:
             records = _loads(scanned.chunk)
-        except ValueError:
+        except (ValueError, RecursionError):
             # The cut did not give whole records: parse the file itself.
             retry = task._replace(whole=True)
             if retry.path is None and retry.data is None:
@@ -319,7 +319,11 @@ class TrailStream:
             if scanned.status == "failed":
                 self._fail(task.name, scanned.reason or "unreadable")
                 return
-            records = _loads(scanned.chunk) if scanned.chunk else []
+            try:
+                records = _loads(scanned.chunk) if scanned.chunk else []
+            except (ValueError, RecursionError) as exc:
+                self._fail(task.name, f"not readable: {exc}")
+                return
 
         self.stats.files_parsed += 1
         self.stats.files_parsed_whole += scanned.whole
@@ -351,8 +355,11 @@ class TrailStream:
                     f"derived keys deeper than {self.max_depth} were not followed"
                 )
                 continue
-            if len(self.keys) >= self.max_keys:
-                self._truncate(f"no more than {self.max_keys} keys were followed")
+            # `keys` holds the exposed key too: the bound is on derived keys.
+            if len(self.keys) > self.max_keys:
+                self._truncate(
+                    f"no more than {self.max_keys} derived keys were followed"
+                )
                 continue
             event_id = record.get("eventID")
             event_time = record.get("eventTime")
@@ -376,6 +383,7 @@ class TrailStream:
         self.stats.truncated = True
         if self.stats.truncation_note is None:
             self.stats.truncation_note = note
+        self.coverage.truncation = self.coverage.truncation or note
         self.coverage.add_note("Derived keys: " + note + ".")
 
     def _fail(self, name: str, reason: str) -> None:
@@ -570,7 +578,7 @@ def _scan_whole(number: int, data: bytes, wanted: frozenset[bytes]) -> _Scanned:
     index = _index({value[:_PREFIX] for value in _ANY_FIELD.findall(data)})
     try:
         document = _paused_gc_loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return _Scanned(number, "failed", "not valid JSON: " + str(exc), b"", b"", True)
     records = document.get("Records") if isinstance(document, dict) else None
     if not isinstance(records, list):
@@ -584,7 +592,10 @@ def _scan_whole(number: int, data: bytes, wanted: frozenset[bytes]) -> _Scanned:
         and isinstance(record.get("userIdentity"), dict)
         and record["userIdentity"].get("accessKeyId") in names
     ]
-    chunk = json.dumps(selected).encode() if selected else b""
+    try:
+        chunk = json.dumps(selected).encode() if selected else b""
+    except (ValueError, RecursionError) as exc:
+        return _Scanned(number, "failed", "not readable: " + str(exc), b"", b"", True)
 
     return _Scanned(number, "read", None, index, chunk, True)
 

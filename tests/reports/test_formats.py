@@ -17,7 +17,13 @@ from helpers import REPO
 
 from responder.cli import main
 from responder.reports import normalise_event, offline_report
-from responder.reports.render import render_csv, render_html, render_markdown
+from responder.reports.render import (
+    render_csv,
+    render_html,
+    render_json,
+    render_markdown,
+    write_json,
+)
 
 SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(
@@ -262,7 +268,7 @@ class TestSchema:
             (("events", 0, "time"), "2024-05-01 10:00:01"),
             (("open_items", 0, "severity"), "low"),
             (("derived_keys", 0, "depth"), 0),
-            (("derived_keys", 0, "obtained_by"), "GetSigninToken"),
+            (("derived_keys", 0, "obtained_by"), ""),
             (("techniques", 0, "mitre"), "1098"),
             (("left_behind", 0, "needs_decision"), "no"),
             (("coverage", "truncated"), None),
@@ -517,3 +523,31 @@ class TestCliCsv:
 
         assert status == 0
         assert [row[1] for row in rows] == ["key", KEY, KEY]
+
+
+class TestHostileText:
+    def test_lone_surrogate_renders_in_every_format(self, tmp_path):
+        """A `\\ud800` in a trail file reaches no encoder as a lone surrogate."""
+        key = "AKIA" + "S" * 16
+        record = {
+            "eventVersion": "1.08",
+            "eventTime": "2024-05-01T10:00:00Z",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "ListBuckets",
+            "awsRegion": "us-east-1",
+            "eventID": "e-1",
+            "userAgent": "\ud800evil",
+            "userIdentity": {"type": "IAMUser", "accessKeyId": key},
+        }
+        (tmp_path / "a.json").write_text(
+            json.dumps({"Records": [record]}), encoding="ascii"
+        )
+        report = offline_report(access_key_id=key, path=str(tmp_path))
+
+        with (tmp_path / "out.json").open("w", encoding="utf-8") as out:
+            write_json(report, out)
+        for render in (render_json, render_markdown, render_html, render_csv):
+            render(report).encode("utf-8")
+
+        assert report["summary"]["events"] == 1
+        assert json.loads((tmp_path / "out.json").read_text())["summary"]["events"]

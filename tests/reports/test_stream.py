@@ -293,3 +293,88 @@ class TestInflate:
         assert inflate(two) == b'{"Records":[]}'
         with pytest.raises(EOFError):
             inflate(gzip.compress(b"x" * 1000)[:-12])
+
+
+def _raw(key: str, name: str, event_id: str, **extra: object) -> dict[str, object]:
+    return {
+        "eventVersion": "1.08",
+        "eventTime": "2024-05-01T10:00:00Z",
+        "eventSource": "sts.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "eventID": event_id,
+        "userIdentity": {"type": "IAMUser", "accessKeyId": key},
+        **extra,
+    }
+
+
+class TestHostileTrails:
+    """Cases a break test found in the report pipeline."""
+
+    def test_key_minted_by_any_call_keeps_its_events(self, tmp_path):
+        """AssumeRoot hands out a key: its events stay in the report, chained."""
+        from responder.reports import offline_report
+
+        root_session = "ASIA" + "R" * 16
+        records = [
+            _raw(
+                KEY,
+                "AssumeRoot",
+                "e-1",
+                responseElements={"credentials": {"accessKeyId": root_session}},
+            ),
+            _raw(root_session, "StopLogging", "e-2"),
+        ]
+        (tmp_path / "a.json").write_text(json.dumps({"Records": records}))
+
+        report = offline_report(access_key_id=KEY, path=str(tmp_path))
+
+        assert [k["access_key_id"] for k in report["derived_keys"]] == [root_session]
+        assert report["derived_keys"][0]["obtained_by"] == "AssumeRoot"
+        assert [e["chain"] for e in report["events"]] == [
+            [KEY],
+            [KEY, root_session],
+        ]
+
+    def test_deeply_nested_file_fails_alone(self, tmp_path):
+        """A file nested too deeply is listed as failed; the others are read."""
+        from responder.reports import offline_report
+
+        good = {"Records": [_raw(KEY, "GetCallerIdentity", "e-1")]}
+        (tmp_path / "good.json").write_text(json.dumps(good))
+        deep = (
+            '{"Records":[{"eventVersion":"1.08","userIdentity":{"accessKeyId":"'
+            + KEY
+            + '"},"requestParameters":'
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}]}"
+        )
+        (tmp_path / "deep.json").write_text(deep)
+
+        report = offline_report(access_key_id=KEY, path=str(tmp_path))
+
+        assert report["summary"]["events"] == 1
+        assert list(report["coverage"]["files_failed"]) == [str(tmp_path / "deep.json")]
+        assert report["coverage"]["complete"] is False
+
+    def test_truncated_derivation_makes_coverage_incomplete(self, tmp_path):
+        """Hitting the derived-key bound says the report is not complete."""
+        from responder.reports import offline_report
+
+        records = [
+            _raw(
+                KEY,
+                "GetSessionToken",
+                f"e-{n}",
+                responseElements={"credentials": {"accessKeyId": f"ASIA{n:016d}"}},
+            )
+            for n in range(502)
+        ]
+        (tmp_path / "a.json").write_text(json.dumps({"Records": records}))
+
+        report = offline_report(access_key_id=KEY, path=str(tmp_path))
+
+        assert report["coverage"]["truncated"] is True
+        assert report["coverage"]["complete"] is False
+        assert len(report["derived_keys"]) == 500
