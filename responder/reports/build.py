@@ -142,6 +142,7 @@ def build_report(
     posture: Mapping[str, Any] | None = None,
     least_privilege: Mapping[str, Any] | None = None,
     exposure_start: datetime | None = None,
+    consume: bool = False,
 ) -> dict[str, Any]:
     """Return the blast-radius report of one key as a JSON-ready dict.
 
@@ -151,17 +152,22 @@ def build_report(
     last. Calls with an `errorCode` were attempts, not effects: they are
     counted in `failed`, apart from `counts`. `posture` and `least_privilege`
     are copied as given (`None` when not gathered); `exposure_start` (the
-    incident's first signal) adds a note on events before it. The field
-    reference is `docs/report-format.md`.
+    incident's first signal) adds a note on events before it. With `consume`,
+    a list given as `events` is emptied (its items set to `None`) as it is
+    read, to bound memory. The field reference is `docs/report-format.md`.
     """
-    records = list(events)
+    records = events if consume and isinstance(events, list) else list(events)
     trace = trace_keys(access_key_id, records)
     members = trace.members
     rules = load_rules()
     problems: Counter[str] = Counter(coverage.parse_problems)
     timeline: list[dict[str, Any]] = []
-    shaped: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for record in records:
+    behind: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        if consume:
+            # The raw record is done with after this turn: let it go now, so the
+            # raw records and the report's events are not all held at once.
+            records[index] = None
         if not isinstance(record, dict):
             problems["record"] += 1
             continue
@@ -173,20 +179,15 @@ def build_report(
         event["chain"] = trace.chain(str(key))
         event["techniques"] = classify(record, rules)
         timeline.append(event)
-        shaped.append((record, event))
+        if event["error_code"] is None:
+            behind.extend(left_behind_of(record, event))
     timeline.sort(key=_time_order)
     apply_min_events(timeline, rules)
 
     succeeded = [event for event in timeline if event["error_code"] is None]
     failed = [event for event in timeline if event["error_code"] is not None]
     left_behind = sorted(
-        (
-            item
-            for record, event in shaped
-            if event["error_code"] is None
-            for item in left_behind_of(record, event)
-        ),
-        key=lambda item: (item["at"] is None, item["at"] or "", item["kind"]),
+        behind, key=lambda item: (item["at"] is None, item["at"] or "", item["kind"])
     )
     derived = derived_key_entries(
         trace, timeline, exposed_key_type=key_type, generated_at=generated_at

@@ -258,17 +258,20 @@ def offline_report(
     )
     records = merge_records(stream)
     own = [record for record in records if _caller(record) == access_key_id]
+    owner, account_id = _most_common(own, "userName"), _most_common(own, "accountId")
+    del own
 
     return build_report(
         access_key_id=access_key_id,
-        owner=_most_common(own, "userName"),
-        account_id=_most_common(own, "accountId"),
+        owner=owner,
+        account_id=account_id,
         key_type=key_type_of(access_key_id),
         window=window,
         events=records,
         coverage=coverage,
         responder_actions=[],
         generated_at=clock(),
+        consume=True,
     )
 
 
