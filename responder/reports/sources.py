@@ -433,7 +433,7 @@ def read_trail_files(
             for record in selected:
                 record["responder:origin"] = label
                 records.append(record)
-    except _SourceUnreadable as exc:
+    except TrailSourceUnreadable as exc:
         coverage.sources_incomplete[label] = str(exc)
         log.warning("trail_source_incomplete", source=label, reason=str(exc))
 
@@ -563,7 +563,7 @@ def find_minting_record(
             for record in _records_of(data):
                 if minted_key(record) == access_key_id:
                     return scrub_secrets(record)
-    except _SourceUnreadable as exc:
+    except TrailSourceUnreadable as exc:
         log.warning("trail_source_incomplete", source=source, reason=str(exc))
 
     return None
@@ -618,10 +618,6 @@ def _records_of(data: bytes) -> list[dict[str, Any]]:
     return [record for record in records if isinstance(record, dict)]
 
 
-class _SourceUnreadable(Exception):
-    """Raised inside the trail reader when a whole source cannot be listed."""
-
-
 def _source_label(source: str) -> str:
     if source.startswith("s3://"):
         return source
@@ -644,7 +640,7 @@ def _iter_blobs(source: str, s3_call: _ObjectCall | None) -> Iterator[_Blob]:
         paths = sorted(path for path in root.rglob("*") if path.is_file())
     else:
         msg = "no such file or folder"
-        raise _SourceUnreadable(msg)
+        raise TrailSourceUnreadable(msg)
 
     for path in paths:
         try:
@@ -654,31 +650,13 @@ def _iter_blobs(source: str, s3_call: _ObjectCall | None) -> Iterator[_Blob]:
 
 
 def _iter_s3_blobs(source: str, s3_call: _ObjectCall) -> Iterator[_Blob]:
-    bucket, _, prefix = source.removeprefix("s3://").partition("/")
-    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-
-    while True:
+    for name in list_s3_trail_objects(source, s3_call):
         try:
-            page = s3_call("ListObjectsV2", **params)
+            data = fetch_s3_trail_object(name, s3_call)
         except AwsCallFailed as exc:
-            raise _SourceUnreadable(str(exc)) from exc
-
-        for entry in page.get("Contents") or []:
-            key = str(entry.get("Key", ""))
-            if not key or key.endswith("/"):
-                continue
-            name = "s3://" + bucket + "/" + key
-            try:
-                body = s3_call("GetObject", Bucket=bucket, Key=key)["Body"]
-                data: bytes = body.read()
-            except AwsCallFailed as exc:
-                yield name, b"", str(exc)
-                continue
-            yield name, data, None
-
-        if not page.get("IsTruncated"):
-            break
-        params["ContinuationToken"] = page["NextContinuationToken"]
+            yield name, b"", str(exc)
+            continue
+        yield name, data, None
 
 
 def s3_caller(
@@ -724,23 +702,6 @@ def trail_source_label(source: str) -> str:
     return _source_label(source)
 
 
-def iter_s3_trail_objects(
-    source: str, s3_call: _ObjectCall
-) -> Iterator[tuple[str, bytes, str | None]]:
-    """Yield `(s3://bucket/key, bytes, why unreadable or None)` under an S3 prefix.
-
-    Objects come in listing order. A failed `GetObject` yields empty bytes and
-    the reason; a failed listing raises.
-
-    Raises:
-        TrailSourceUnreadable: the prefix could not be listed.
-    """
-    try:
-        yield from _iter_s3_blobs(source, s3_call)
-    except _SourceUnreadable as exc:
-        raise TrailSourceUnreadable(str(exc)) from exc
-
-
 def list_s3_trail_objects(source: str, s3_call: _ObjectCall) -> list[str]:
     """Return the `s3://bucket/key` names of the objects under an S3 prefix.
 
@@ -783,7 +744,6 @@ def fetch_s3_trail_object(name: str, s3_call: _ObjectCall) -> bytes:
 __all__ += [
     "TrailSourceUnreadable",
     "fetch_s3_trail_object",
-    "iter_s3_trail_objects",
     "list_s3_trail_objects",
     "trail_source_label",
 ]

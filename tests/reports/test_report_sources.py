@@ -536,13 +536,14 @@ class TestReadTrailFiles:
         )
 
         assert len(records) == 1
+        # The whole listing comes first (names only), then each object.
         assert calls == [
             ("ListObjectsV2", {"Bucket": "trail", "Prefix": "logs/"}),
-            ("GetObject", {"Bucket": "trail", "Key": "logs/a.json"}),
             (
                 "ListObjectsV2",
                 {"Bucket": "trail", "Prefix": "logs/", "ContinuationToken": "next"},
             ),
+            ("GetObject", {"Bucket": "trail", "Key": "logs/a.json"}),
             ("GetObject", {"Bucket": "trail", "Key": "logs/b.json"}),
         ]
         assert coverage.files_skipped == 1
