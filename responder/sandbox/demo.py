@@ -124,7 +124,7 @@ def run_demo(
             )
             answer = response.json()
             status, reason = answer.get("status"), answer.get("reason")
-            print(f"{response.status_code}  {label:<34} {status}: {reason}")
+            print(f"{response.status_code}  {label:<34} {_said(status, reason)}")
 
         # The key ID is looked up in the background: wait for the incident.
         headers = {"Authorization": f"Bearer {api_token}"}
@@ -173,7 +173,7 @@ def _send_aws(client: httpx.Client, url: str, secret: str, key_id: str) -> None:
         )
         for answer in response.json().get("signals", []):
             status, reason = answer.get("status"), answer.get("reason")
-            print(f"{response.status_code}  {label:<34} {status}: {reason}")
+            print(f"{response.status_code}  {label:<34} {_said(status, reason)}")
 
 
 def _send_scanner(client: httpx.Client, url: str, secret: str, key_id: str) -> None:
@@ -187,3 +187,12 @@ def _send_scanner(client: httpx.Client, url: str, secret: str, key_id: str) -> N
         headers={"X-Responder-Signature-256": f"sha256={digest}"},
     )
     print(f"{response.status_code}  {'scanner (HMAC) finding':<34} {response.text}")
+
+
+def _said(status: object, reason: object) -> str:
+    """Return `status: reason`, without saying the status twice."""
+    text = str(reason or "")
+    if text.startswith(f"{status}:"):
+        return text
+
+    return f"{status}: {text}"
