@@ -247,39 +247,7 @@ async def secret_scanning_webhook(
     request: Request, body: Annotated[bytes, Depends(read_body)]
 ) -> JSONResponse:
     """Verify GitHub's ECDSA or a scanner's HMAC, record each match, give feedback."""
-    settings = request.app.state.settings
-    intake: Intake = request.app.state.intake
-    headers = request.headers
-
-    if "github-public-key-signature" in headers:
-        source = "partner"
-        try:
-            await run_in_threadpool(
-                verify_partner_signature, body, headers, intake.partner_keys
-            )
-        except WebhookSignatureInvalid:
-            log.warning("webhook_rejected", source=source, reason="signature")
-            raise
-        except ExternalServiceError as exc:
-            msg = f"cannot verify now ({exc}); send again later"
-            raise PeerUnavailable(msg) from None
-    elif "x-responder-signature-256" in headers:
-        source = "scanner"
-        if settings.scanner_hmac_secret is None:
-            msg = "HMAC-signed posts are off: set RESPONDER_SCANNER_HMAC_SECRET"
-            raise WebhookSignatureInvalid(msg)
-        secret = settings.scanner_hmac_secret.get_secret_value().encode()
-        try:
-            verify_scanner_signature(body, headers["x-responder-signature-256"], secret)
-        except WebhookSignatureInvalid:
-            log.warning("webhook_rejected", source=source, reason="signature")
-            raise
-    else:
-        msg = (
-            "unsigned: send Github-Public-Key-Identifier and"
-            " Github-Public-Key-Signature, or X-Responder-Signature-256"
-        )
-        raise WebhookSignatureInvalid(msg)
+    source = await _verify_scanning(request, body)
 
     matches = parse_matches(body)
     exposures = match_signals(matches, source=source)
@@ -293,6 +261,49 @@ async def secret_scanning_webhook(
     await run_in_threadpool(store_all)
 
     return JSONResponse(feedback(matches), 200)
+
+
+async def _verify_scanning(request: Request, body: bytes) -> str:
+    """Authenticate a partner-format post; return its source, `partner` or `scanner`.
+
+    Raises:
+        WebhookSignatureInvalid: unsigned, or signed wrongly.
+        PeerUnavailable: GitHub's public keys could not be fetched (503).
+    """
+    settings = request.app.state.settings
+    intake: Intake = request.app.state.intake
+    headers = request.headers
+
+    if "github-public-key-signature" in headers:
+        try:
+            await run_in_threadpool(
+                verify_partner_signature, body, headers, intake.partner_keys
+            )
+        except WebhookSignatureInvalid:
+            log.warning("webhook_rejected", source="partner", reason="signature")
+            raise
+        except ExternalServiceError as exc:
+            msg = f"cannot verify now ({exc}); send again later"
+            raise PeerUnavailable(msg) from None
+        return "partner"
+
+    if "x-responder-signature-256" in headers:
+        if settings.scanner_hmac_secret is None:
+            msg = "HMAC-signed posts are off: set RESPONDER_SCANNER_HMAC_SECRET"
+            raise WebhookSignatureInvalid(msg)
+        secret = settings.scanner_hmac_secret.get_secret_value().encode()
+        try:
+            verify_scanner_signature(body, headers["x-responder-signature-256"], secret)
+        except WebhookSignatureInvalid:
+            log.warning("webhook_rejected", source="scanner", reason="signature")
+            raise
+        return "scanner"
+
+    msg = (
+        "unsigned: send Github-Public-Key-Identifier and"
+        " Github-Public-Key-Signature, or X-Responder-Signature-256"
+    )
+    raise WebhookSignatureInvalid(msg)
 
 
 def _secret_matches(given: str | None, expected: str) -> bool:
