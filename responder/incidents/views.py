@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from responder.reports import render_html, render_json, render_markdown
 from responder.store.models import IncidentStatus, SignalStatus
@@ -50,7 +50,9 @@ class IncidentCreate(BaseModel):
 
     access_key_id: str = Field(description="The exposed key ID (AKIA... or ASIA...).")
     reason: str = Field("", max_length=1000, description="Why, for the timeline.")
-    dry_run: bool = Field(False, description="Say what would happen; change nothing.")
+    dry_run: StrictBool = Field(
+        False, description="Say what would happen; change nothing (true or false)."
+    )
 
     @field_validator("access_key_id")
     @classmethod

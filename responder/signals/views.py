@@ -130,8 +130,8 @@ async def github_webhook(
     if not x_github_delivery or len(x_github_delivery) > 128:
         msg = "missing or oversized X-GitHub-Delivery header"
         raise SignalMalformed(msg)
-    if not x_github_event:
-        msg = "missing X-GitHub-Event header"
+    if not x_github_event or len(x_github_event) > 64:
+        msg = "missing or oversized X-GitHub-Event header"
         raise SignalMalformed(msg)
     payload = parse_delivery(body)
 

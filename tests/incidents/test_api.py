@@ -224,3 +224,19 @@ class TestApprove:
         )
 
         assert response.status_code == 404
+
+
+class TestStrictInput:
+    @pytest.mark.parametrize("value", ["yes", "true", 1, "1"])
+    def test_dry_run_must_be_a_json_boolean(self, api, world, value):
+        """`dry_run: "yes"` is 422, not a silent dry run (or a silent real run)."""
+        client, services = api
+
+        response = client.post(
+            "/api/v1/incidents",
+            json={"access_key_id": world.exposed, "dry_run": value},
+            headers=AUTH,
+        )
+
+        assert response.status_code == 422
+        assert services.store.list_signals() == []

@@ -334,3 +334,16 @@ class TestHostileBodies:
         (signal,) = services.store.list_signals()
         assert signal.status is SignalStatus.NEEDS_PERSON
         assert "refusing" in signal.reason
+
+
+class TestEventHeader:
+    def test_oversized_event_header_is_400(self, client_for):
+        """An X-GitHub-Event over 64 characters is refused and not recorded."""
+        client, services = client_for()
+        body = aws_alert()
+        sent = headers(body, event="x" * 65)
+
+        response = client.post("/webhooks/github", content=body, headers=sent)
+
+        assert response.status_code == 400
+        assert services.store.list_signals() == []
