@@ -443,15 +443,34 @@ def _incomplete_lines(coverage: dict[str, Any]) -> list[_Block]:
     return lines
 
 
-def _open_item_blocks(report: dict[str, Any]) -> list[_Block]:
-    items = report.get("open_items")
-    blocks: list[_Block] = [_Heading(2, "Open items", "open-items")]
+def _v2_section(
+    report: dict[str, Any], field: str, title: str, anchor: str, when_empty: str
+) -> tuple[list[_Block], list[Any]]:
+    """Return a schema-2 list section's heading and its items.
+
+    A report without the field (schema 1) or with an empty list gets a line
+    saying so under the heading, and no items.
+    """
+    items = report.get(field)
+    blocks: list[_Block] = [_Heading(2, title, anchor)]
     if items is None:
         blocks.append(_Line([_Label("Not in this report (schema version 1).")]))
-        return blocks
+        return blocks, []
     if not items:
-        text = "None found. Check the coverage below before closing the incident."
-        blocks.append(_Line([_Label(text)]))
+        blocks.append(_Line([_Label(when_empty)]))
+
+    return blocks, list(items)
+
+
+def _open_item_blocks(report: dict[str, Any]) -> list[_Block]:
+    blocks, items = _v2_section(
+        report,
+        "open_items",
+        "Open items",
+        "open-items",
+        "None found. Check the coverage below before closing the incident.",
+    )
+    if not items:
         return blocks
 
     rows: list[list[_Cell]] = []
@@ -471,13 +490,14 @@ def _open_item_blocks(report: dict[str, Any]) -> list[_Block]:
 
 
 def _left_behind_blocks(report: dict[str, Any]) -> list[_Block]:
-    items = report.get("left_behind")
-    blocks: list[_Block] = [_Heading(2, "Left-behind resources", "left-behind")]
-    if items is None:
-        blocks.append(_Line([_Label("Not in this report (schema version 1).")]))
-        return blocks
+    blocks, items = _v2_section(
+        report,
+        "left_behind",
+        "Left-behind resources",
+        "left-behind",
+        "No resources created or changed by the key.",
+    )
     if not items:
-        blocks.append(_Line([_Label("No resources created or changed by the key.")]))
         return blocks
 
     rows: list[list[_Cell]] = [
@@ -498,13 +518,10 @@ def _left_behind_blocks(report: dict[str, Any]) -> list[_Block]:
 
 
 def _technique_blocks(report: dict[str, Any]) -> list[_Block]:
-    techniques = report.get("techniques")
-    blocks: list[_Block] = [_Heading(2, "Techniques", "techniques")]
-    if techniques is None:
-        blocks.append(_Line([_Label("Not in this report (schema version 1).")]))
-        return blocks
+    blocks, techniques = _v2_section(
+        report, "techniques", "Techniques", "techniques", "No known technique matched."
+    )
     if not techniques:
-        blocks.append(_Line([_Label("No known technique matched.")]))
         return blocks
 
     rows: list[list[_Cell]] = []
@@ -531,13 +548,14 @@ def _technique_blocks(report: dict[str, Any]) -> list[_Block]:
 
 
 def _derived_key_blocks(report: dict[str, Any]) -> list[_Block]:
-    keys = report.get("derived_keys")
-    blocks: list[_Block] = [_Heading(2, "Derived keys", "derived-keys")]
-    if keys is None:
-        blocks.append(_Line([_Label("Not in this report (schema version 1).")]))
-        return blocks
+    blocks, keys = _v2_section(
+        report,
+        "derived_keys",
+        "Derived keys",
+        "derived-keys",
+        "The key obtained no other credentials.",
+    )
     if not keys:
-        blocks.append(_Line([_Label("The key obtained no other credentials.")]))
         return blocks
 
     # Type and depth stay in the JSON: the key prefix and the parent say them.
