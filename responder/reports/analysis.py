@@ -1097,33 +1097,42 @@ def _organization(
 def _snapshot_share(
     record: Mapping[str, Any], req: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    added = _mapping(_mapping(req.get("createVolumePermission")).get("add"))
-    if not added:
-        return []
-    snapshot = _str(req.get("snapshotId")) or "?"
-    targets = _share_targets(added)
-    undo = (
-        f"ec2:ModifySnapshotAttribute SnapshotId={snapshot} "
-        f"Attribute=createVolumePermission OperationType=remove {_share_args(targets)}"
+    return _ec2_share(
+        req,
+        kind="snapshot-share",
+        permission="createVolumePermission",
+        id_field="snapshotId",
+        call="ec2:ModifySnapshotAttribute SnapshotId",
     )
-
-    return [_item("snapshot-share", f"{snapshot} shared with {_joined(targets)}", undo)]
 
 
 def _image_share(
     record: Mapping[str, Any], req: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    added = _mapping(_mapping(req.get("launchPermission")).get("add"))
-    if not added:
-        return []
-    image = _str(req.get("imageId")) or "?"
-    targets = _share_targets(added)
-    undo = (
-        f"ec2:ModifyImageAttribute ImageId={image} Attribute=launchPermission "
-        f"OperationType=remove {_share_args(targets)}"
+    return _ec2_share(
+        req,
+        kind="ami-share",
+        permission="launchPermission",
+        id_field="imageId",
+        call="ec2:ModifyImageAttribute ImageId",
     )
 
-    return [_item("ami-share", f"{image} shared with {_joined(targets)}", undo)]
+
+def _ec2_share(
+    req: Mapping[str, Any], *, kind: str, permission: str, id_field: str, call: str
+) -> list[dict[str, Any]]:
+    """Return the share an EC2 `Modify*Attribute` call added, with its undo."""
+    added = _mapping(_mapping(req.get(permission)).get("add"))
+    if not added:
+        return []
+    resource = _str(req.get(id_field)) or "?"
+    targets = _share_targets(added)
+    undo = (
+        f"{call}={resource} Attribute={permission} OperationType=remove "
+        f"{_share_args(targets)}"
+    )
+
+    return [_item(kind, f"{resource} shared with {_joined(targets)}", undo)]
 
 
 def _db_snapshot_share(
