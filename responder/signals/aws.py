@@ -278,14 +278,13 @@ def _guardduty(raw: dict[str, Any], envelope: _Envelope) -> ExposureSignal:
     key = _key_id(key_details.get("accessKeyId"))
     if key is None:
         partial = _partial_key(key_details.get("accessKeyId"))
-        lead = _lead(
-            ("user type", user_type), ("principal", principal), ("user name", user_name)
+        return _needs_person(
+            base,
+            f"finding names no full access key ID{partial}",
+            ("user type", user_type),
+            ("principal", principal),
+            ("user name", user_name),
         )
-        reason = (
-            f"finding names no full access key ID{partial}; lead: {lead}:"
-            " a person must identify the key"
-        )
-        return replace(base, status=SignalStatus.NEEDS_PERSON, reason=reason)
 
     return replace(
         base,
@@ -437,12 +436,13 @@ def _securityhub(
             for key in keys
         ]
     if key_resources:
-        lead = _lead(("user name", ", ".join(users) if users else None))
-        reason = (
-            f"Security Hub finding names an access key but not its ID; lead: {lead}:"
-            " a person must identify the key"
-        )
-        return [replace(base, status=SignalStatus.NEEDS_PERSON, reason=reason)]
+        return [
+            _needs_person(
+                base,
+                "Security Hub finding names an access key but not its ID",
+                ("user name", ", ".join(users) if users else None),
+            )
+        ]
 
     return [base]
 
@@ -632,12 +632,12 @@ def _trusted_advisor(envelope: _Envelope) -> ExposureSignal:
         reason = f"unknown Trusted Advisor status {status!r}: a person must read it"
         return replace(base, status=SignalStatus.NEEDS_PERSON, reason=reason)
     if key is None:
-        lead = _lead(("user name", user_name), ("case", case_id))
-        reason = (
-            f"Trusted Advisor exposed-key alert names no access key ID; lead: {lead}:"
-            " a person must identify the key"
+        return _needs_person(
+            base,
+            "Trusted Advisor exposed-key alert names no access key ID",
+            ("user name", user_name),
+            ("case", case_id),
         )
-        return replace(base, status=SignalStatus.NEEDS_PERSON, reason=reason)
 
     return replace(
         base,
@@ -847,6 +847,15 @@ def _partial_key(value: Any) -> str:
         return f" (only {value!r})"
 
     return ""
+
+
+def _needs_person(
+    base: ExposureSignal, what: str, *lead: tuple[str, str | None]
+) -> ExposureSignal:
+    """Return `base` for a person: `what` is missing, `lead` is where to look."""
+    reason = f"{what}; lead: {_lead(*lead)}: a person must identify the key"
+
+    return replace(base, status=SignalStatus.NEEDS_PERSON, reason=reason)
 
 
 def _lead(*pairs: tuple[str, str | None]) -> str:
