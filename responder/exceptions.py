@@ -5,10 +5,14 @@ The tree is split by who must act::
     ResponderError
     ├── ConfigError                 the operator: fix the settings, then restart
     ├── PlaybookValidationError     the operator: fix a playbook file, then restart
-    ├── SignalRejected              the sender: the request is refused (4xx)
+    ├── SignalRejected              the sender: the request is refused (4xx, or
+    │   │                           503 while we cannot verify it yet)
     │   ├── WebhookSignatureInvalid
     │   ├── SignalForbidden
-    │   └── SignalMalformed
+    │   ├── SignalMalformed
+    │   ├── BodyTooLarge
+    │   ├── EndpointDisabled
+    │   └── PeerUnavailable
     ├── ExternalServiceError        AWS or an HTTP peer failed
     │   ├── AwsCallFailed
     │   │   ├── AccessDenied
@@ -29,12 +33,15 @@ __all__ = [
     "AccessDenied",
     "AlertUnresolvable",
     "AwsCallFailed",
+    "BodyTooLarge",
     "ConfigError",
+    "EndpointDisabled",
     "ExecutionError",
     "ExternalServiceError",
     "GitHubLookupFailed",
     "KeyFetchFailed",
     "LimitExceeded",
+    "PeerUnavailable",
     "PlaybookValidationError",
     "ReplacementSecretLost",
     "ResourceNotFound",
@@ -86,6 +93,24 @@ class SignalMalformed(SignalRejected):
     """Raised when a signed body cannot be understood (not JSON, wrong shape)."""
 
     status_code = 400
+
+
+class BodyTooLarge(SignalRejected):
+    """Raised when a request body is larger than `RESPONDER_MAX_BODY_BYTES`."""
+
+    status_code = 413
+
+
+class EndpointDisabled(SignalRejected):
+    """Raised when an endpoint's settings are missing, so nothing can be verified."""
+
+    status_code = 404
+
+
+class PeerUnavailable(SignalRejected):
+    """Raised when a certificate or key needed to verify could not be fetched."""
+
+    status_code = 503
 
 
 class ExternalServiceError(ResponderError):

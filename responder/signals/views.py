@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from responder.exceptions import (
+    BodyTooLarge,
+    EndpointDisabled,
     ExternalServiceError,
+    PeerUnavailable,
     SignalForbidden,
     SignalMalformed,
-    SignalRejected,
     WebhookSignatureInvalid,
 )
 from responder.incidents.flows import SignalOutcome
@@ -55,24 +57,6 @@ router = APIRouter(tags=["webhooks"])
 # No real delivery names more keys than this; a flood of made-up key IDs must not
 # queue in front of a real leak.
 MAX_KEYS_PER_REQUEST = 50
-
-
-class BodyTooLarge(SignalRejected):
-    """Raised when a request body is larger than `RESPONDER_MAX_BODY_BYTES`."""
-
-    status_code = 413
-
-
-class EndpointDisabled(SignalRejected):
-    """Raised when an endpoint's settings are missing, so nothing can be verified."""
-
-    status_code = 404
-
-
-class PeerUnavailable(SignalRejected):
-    """Raised when a certificate or key needed to verify could not be fetched."""
-
-    status_code = 503
 
 
 @dataclass(frozen=True)
@@ -184,7 +168,7 @@ async def aws_webhook(
         msg = f"missing or wrong {header} header"
         raise WebhookSignatureInvalid(msg)
     exposures = parse_aws_events(
-        _json(body), health_codes=frozenset(settings.health_risk_codes)
+        load_json(body), health_codes=frozenset(settings.health_risk_codes)
     )
 
     return await _accept(request, exposures)
@@ -362,11 +346,6 @@ def _sns_exposures(envelope: SnsEnvelope, settings: Any) -> list[ExposureSignal]
         ]
 
     return parse_aws_events(payload, health_codes=frozenset(settings.health_risk_codes))
-
-
-def _json(body: bytes) -> Any:
-    """Parse a verified body as JSON (an object or an array)."""
-    return load_json(body)
 
 
 def _check_key_count(exposures: list[ExposureSignal]) -> None:
