@@ -78,3 +78,8 @@ def key_in_account(account_id: str, user: str) -> tuple[Any, str]:
     key_id = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
 
     return iam, str(key_id)
+
+
+def steps(services: Any, incident_id: str) -> dict[str, Any]:
+    """Return an incident's step records by step name."""
+    return {s.name: s for s in services.store.list_steps(incident_id=incident_id)}

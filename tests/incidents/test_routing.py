@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import ACCOUNT, key_in_account
+from helpers import ACCOUNT, key_in_account, steps
 
 from responder.config import AccountRole
 from responder.notify import RecordingNotifier
@@ -50,10 +50,6 @@ def run(services: Any, exposure: ExposureSignal) -> Any:
     """Store the signal, run its incident's playbook, return the incident."""
     outcome = services.engine.exposure_received_flow(exposure, schedule=False)
     return services.engine.incident_run_flow(outcome.incident.id)
-
-
-def steps(services: Any, incident_id: str) -> dict[str, Any]:
-    return {s.name: s for s in services.store.list_steps(incident_id=incident_id)}
 
 
 class TestAccounts:

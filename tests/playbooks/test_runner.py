@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
+from helpers import steps
 
 from responder.aws.actions.iam import REPLACEMENT_MEMORY_KEY
 from responder.store.models import IncidentStatus, SignalStatus, StepStatus
@@ -27,10 +28,6 @@ def open_incident(services: Any, key_id: str, *, dry_run: bool = False) -> str:
         schedule=False,
     )
     return str(outcome.incident.id)
-
-
-def steps(services: Any, incident_id: str) -> dict[str, Any]:
-    return {s.name: s for s in services.store.list_steps(incident_id=incident_id)}
 
 
 class TestDefaultPlaybook:
