@@ -234,15 +234,7 @@ async def secret_scanning_webhook(
     source = await _verify_scanning(request, body)
 
     matches = parse_matches(body)
-    exposures = match_signals(matches, source=source)
-    _check_key_count(exposures)
-    engine = request.app.state.engine
-
-    def store_all() -> None:
-        for exposure in exposures:
-            engine.exposure_received_flow(exposure)
-
-    await run_in_threadpool(store_all)
+    await _store(request, match_signals(matches, source=source))
 
     return JSONResponse(feedback(matches), 200)
 
@@ -359,17 +351,25 @@ def _check_key_count(exposures: list[ExposureSignal]) -> None:
         raise SignalMalformed(msg)
 
 
-async def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
-    """Store every signal, then answer: 202 if any opened work, else 200.
+async def _store(
+    request: Request, exposures: list[ExposureSignal]
+) -> list[SignalOutcome]:
+    """Refuse too many keys, then store every signal and act on it.
 
     The store and the engine block: they run on a worker thread, so one large
     delivery does not stall every other request.
     """
     _check_key_count(exposures)
     engine = request.app.state.engine
-    outcomes = await run_in_threadpool(
+
+    return await run_in_threadpool(
         lambda: [engine.exposure_received_flow(exposure) for exposure in exposures]
     )
+
+
+async def _accept(request: Request, exposures: list[ExposureSignal]) -> JSONResponse:
+    """Store every signal, then answer: 202 if any opened work, else 200."""
+    outcomes = await _store(request, exposures)
     answers = [
         {
             "signal_id": outcome.signal.id,
